@@ -1,0 +1,1 @@
+"""Safety reward model, refusal detector and cost model."""
