@@ -1,0 +1,72 @@
+"""Command-line entry point: `safety-rlhf <verb> --config recipe.yaml [--key value ...]`.
+
+Each verb is one function `main(*dataclasses)`; YAML gives the defaults, the command line overrides them, and an
+unknown key fails naming the key (TRL's `TrlParser`). Under accelerate: `accelerate launch -m safety_rlhf.cli ppo ...`.
+"""
+
+import sys
+from dataclasses import dataclass, field
+from importlib import import_module
+
+from . import SafetyRLHFError
+
+
+@dataclass
+class DataArguments:
+    kind: str = field(default="prompts", metadata={"help": "What to validate: `prompts`, `pairs` or `sft`."})
+
+
+def _verbs() -> dict:
+    """verb -> (dataclass types, entry point); imports are deferred so `--help` stays fast."""
+    from trl import ModelConfig, SFTConfig
+
+    from .config import ScriptArguments
+    from .tiny import TinyArguments
+
+    def call(module: str, name: str = "main"):
+        return lambda *args: getattr(import_module(module), name)(*args)
+
+    return {
+        "tiny": ([TinyArguments], call("safety_rlhf.tiny"), "build the tiny offline policy and classifier"),
+        "data": (
+            [ScriptArguments, DataArguments],
+            lambda script_args, data_args: import_module("safety_rlhf.data").main(script_args, kind=data_args.kind),
+            "validate a dataset source and print its counts",
+        ),
+        "sft": ([ScriptArguments, SFTConfig, ModelConfig], call("safety_rlhf.sft"), "supervised warm start"),
+    }
+
+
+def usage(verbs: dict) -> str:
+    lines = ["usage: safety-rlhf <verb> --config recipe.yaml [--key value ...]", "", "verbs:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, _, help_) in verbs.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trl import TrlParser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbs = _verbs()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(verbs))
+        return 0
+    verb = argv.pop(0)
+    if verb not in verbs:
+        print(f"safety-rlhf: error: unknown verb {verb!r}; choose one of {', '.join(verbs)}", file=sys.stderr)
+        return 2
+    types, entry, _ = verbs[verb]
+    try:
+        try:
+            args = TrlParser(types, prog=f"safety-rlhf {verb}").parse_args_and_config(argv)
+        except (ValueError, FileNotFoundError, TypeError) as err:
+            raise SafetyRLHFError(" ".join(str(err).split())) from err
+        entry(*args)
+    except SafetyRLHFError as err:
+        print(f"safety-rlhf {verb}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Arguments shared by every verb, and the two output-folder rules every run follows.
+
+Config flows in one hop: YAML (`--config`) and command-line overrides -> these dataclasses (parsed by TRL's
+`TrlParser`, unknown keys fail) -> `main(script_args, train_args, model_args)` of the verb.
+"""
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import TrainingArguments
+
+from . import SafetyRLHFError
+
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class ScriptArguments:
+    """Data and run arguments shared by every verb. Names follow `trl.ScriptArguments` where the concept is the same.
+
+    Parameters:
+        dataset_name (`str`, *optional*, defaults to `"bundled"`):
+            `bundled` (our offline files), a local file (`.jsonl`, `.json`, `.csv`, `.parquet`), or a Hub dataset id.
+        dataset_config (`str` or `None`, *optional*, defaults to `None`):
+            Hub configuration (`name=` of `load_dataset`), or `data_dir` for Anthropic/hh-rlhf (`harmless-base`).
+        dataset_mapping (`str` or `None`, *optional*, defaults to `None`):
+            Column mapping of a Hub set (see `safety_rlhf.data.MAPPINGS`); `None` infers it from `dataset_name`.
+        dataset_train_split (`str`, *optional*, defaults to `"train"`):
+            Training split (for bundled data and local files: the value of the `split` column).
+        dataset_test_split (`str`, *optional*, defaults to `"eval"`):
+            Evaluation split.
+        max_prompt_length (`int`, *optional*, defaults to `128`):
+            Prompts longer than this many tokens (chat template applied) are dropped and counted.
+        max_samples (`int` or `None`, *optional*, defaults to `None`):
+            Keep only the first rows of each split (quick runs).
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Allow writing into an `output_dir` that already holds a run.
+    """
+
+    dataset_name: str = field(default="bundled", metadata={"help": "`bundled`, a local file, or a Hub dataset id."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub configuration or hh-rlhf data_dir."})
+    dataset_mapping: str | None = field(default=None, metadata={"help": "Column mapping; None infers it."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Training split."})
+    dataset_test_split: str = field(default="eval", metadata={"help": "Evaluation split."})
+    max_prompt_length: int = field(default=128, metadata={"help": "Longer prompts are dropped and counted."})
+    max_samples: int | None = field(default=None, metadata={"help": "Keep the first N rows of each split."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Write into an output_dir holding a run."})
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: bool = False) -> Path:
+    """Refuse to write into a folder that holds a previous run unless asked to; nothing is written here."""
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise SafetyRLHFError(f"output_dir {out} is a file; choose a folder")
+    if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
+        raise SafetyRLHFError(
+            f"output_dir {out} already holds a previous run; pass --overwrite_output_dir true, "
+            "--resume_from_checkpoint latest, or choose another --output_dir"
+        )
+    return out
+
+
+def to_dict(args) -> dict:
+    """A dataclass as plain YAML-safe data (TrainingArguments' own `to_dict` hides tokens)."""
+    data = args.to_dict() if hasattr(args, "to_dict") else dataclasses.asdict(args)
+    return json.loads(json.dumps(data, default=str))
+
+
+def save_config(output_dir: str | os.PathLike, **sections) -> Path:
+    """Write the resolved configuration (every field, defaults included) to `output_dir/config.yaml`."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / CONFIG_FILE
+    data = {name: to_dict(args) for name, args in sections.items() if args is not None}
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@dataclass
+class SafetyPPOConfig(TrainingArguments):
+    r"""Configuration of [`safety_rlhf.trainer.SafetyPPOTrainer`].
+
+    Names and defaults follow TRL 1.12's `PPOConfig` where the concept is the same. `TrainingArguments` fields keep
+    their meaning (`output_dir`, `learning_rate`, `seed`, `logging_steps`, `save_steps`, `save_total_limit`,
+    `report_to`, `bf16`, `gradient_checkpointing`, `max_grad_norm`, `push_to_hub`, `hub_model_id`, `max_steps`).
+
+    Batch sizes, per update (one rollout + `num_ppo_epochs` passes over it):
+        batch_size = per_device_train_batch_size * gradient_accumulation_steps * world_size   (prompts per update)
+        mini_batch_size = batch_size / num_mini_batches                                      (one optimizer step)
+        micro-batches per optimizer step = gradient_accumulation_steps / num_mini_batches   (per process)
+
+    Parameters that control the rollout:
+        response_length (`int`, *optional*, defaults to `53`): maximum number of generated tokens.
+        temperature (`float`, *optional*, defaults to `0.7`): sampling temperature; log-probs are recomputed from
+            logits divided by it, so the ratio compares the distributions actually sampled from.
+        top_p (`float`, *optional*, defaults to `1.0`): nucleus sampling.
+        stop_token (`str` or `None`, *optional*, defaults to `"eos"`): `"eos"` stops at the tokenizer's EOS;
+            tokens after it become padding. `None` lets every response run to `response_length`.
+        stop_token_id (`int` or `None`, *optional*, defaults to `None`): an explicit stop id instead.
+        missing_eos_penalty (`float` or `None`, *optional*, defaults to `1.0`): subtracted from the score of a
+            response that never emits its stop token (the EOS trick).
+        local_rollout_forward_batch_size (`int`, *optional*, defaults to `64`): chunk size of generation and of
+            the no-grad forward passes.
+        total_episodes (`int` or `None`, *optional*, defaults to `None`): prompts to train on; `None` means
+            `num_train_epochs * len(train_dataset)`. `max_steps > 0` (updates) takes precedence.
+
+    Parameters that control the reward:
+        reward_model_path (`str` or `None`, *optional*, defaults to `None`): a safety reward model folder or Hub id
+            (any one-label sequence-classification model, with its own tokenizer).
+        reward_clip (`float` or `None`, *optional*, defaults to `None`): clip scores to [-reward_clip, reward_clip].
+        kl_coef (`float`, *optional*, defaults to `0.05`): = beta, weight of the per-token KL penalty in the reward.
+        kl_estimator (`str`, *optional*, defaults to `"k1"`): `"k1"` (log-ratio) or `"k3"` ((r-1) - log r).
+        adaptive_kl (`bool`, *optional*, defaults to `False`): adapt `kl_coef` toward `kl_target`
+            (Ziegler et al. 2019) with horizon `kl_horizon`.
+        kl_target (`float`, *optional*, defaults to `6.0`): target KL per sequence (nats).
+        kl_horizon (`int`, *optional*, defaults to `10000`): episodes over which the coefficient adapts.
+        whiten_rewards (`bool`, *optional*, defaults to `False`): whiten per-token rewards before GAE.
+
+    Parameters that control the PPO update:
+        num_ppo_epochs (`int`, *optional*, defaults to `4`): passes over each rollout batch.
+        num_mini_batches (`int`, *optional*, defaults to `1`): optimizer steps per pass.
+        cliprange (`float`, *optional*, defaults to `0.2`): = epsilon in the PPO paper.
+        cliprange_value (`float`, *optional*, defaults to `0.2`): clip of the value prediction around its rollout
+            value.
+        vf_coef (`float`, *optional*, defaults to `0.1`): = c1, weight of the value loss.
+        ent_coef (`float`, *optional*, defaults to `0.001`): = c2, weight of the entropy bonus (mean per-token
+            entropy of the full distribution, in nats); 0 disables it.
+        gamma (`float`, *optional*, defaults to `1.0`): discount of GAE.
+        lam (`float`, *optional*, defaults to `0.95`): = lambda of GAE.
+        value_model_path (`str` or `None`, *optional*, defaults to `None`): the critic's initialisation; it must
+            use the policy's tokenizer (it reads the policy's tokens). `None` uses the policy's base model. A
+            smaller model of the same family (e.g. Qwen2.5-0.5B for Qwen2.5-7B) keeps memory down.
+        max_nonfinite_updates (`int`, *optional*, defaults to `3`): consecutive updates with a non-finite loss or
+            reward that are skipped before the run aborts.
+        sample_completions (`int`, *optional*, defaults to `4`): completions shown in the table printed every
+            `logging_steps` updates (0 = none).
+    """
+
+    # Overridden TrainingArguments defaults (TRL 1.12's, except batch 32 by default)
+    learning_rate: float = field(default=3e-6, metadata={"help": "Learning rate of policy and value."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Micro-batch size per process."})
+    gradient_accumulation_steps: int = field(default=4, metadata={"help": "Micro-batches per process and update."})
+    logging_steps: float = field(default=1, metadata={"help": "Print a sample table every N updates."})
+    save_steps: float = field(default=100, metadata={"help": "Save a checkpoint every N updates."})
+    report_to: str | list[str] = field(default="none", metadata={"help": "Trackers: none, tensorboard, wandb..."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run code from model repositories."})
+
+    # Parameters that control the rollout
+    response_length: int = field(default=53, metadata={"help": "Maximum number of generated tokens."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling."})
+    stop_token: str | None = field(default="eos", metadata={"help": "`eos` or None."})
+    stop_token_id: int | None = field(default=None, metadata={"help": "Explicit stop token id."})
+    missing_eos_penalty: float | None = field(default=1.0, metadata={"help": "Score penalty without stop token."})
+    local_rollout_forward_batch_size: int = field(default=64, metadata={"help": "Chunk of no-grad passes."})
+    total_episodes: int | None = field(default=None, metadata={"help": "Prompts to train on."})
+
+    # Parameters that control the reward
+    reward_model_path: str | None = field(default=None, metadata={"help": "Safety reward model folder or Hub id."})
+    reward_clip: float | None = field(default=None, metadata={"help": "Clip scores to +-reward_clip."})
+    kl_coef: float = field(default=0.05, metadata={"help": "= beta, per-token KL penalty weight."})
+    kl_estimator: str = field(default="k1", metadata={"help": "`k1` or `k3`."})
+    adaptive_kl: bool = field(default=False, metadata={"help": "Adaptive KL controller (Ziegler et al. 2019)."})
+    kl_target: float = field(default=6.0, metadata={"help": "Target KL per sequence for adaptive_kl."})
+    kl_horizon: int = field(default=10000, metadata={"help": "Horizon of adaptive_kl, in episodes."})
+    whiten_rewards: bool = field(default=False, metadata={"help": "Whiten per-token rewards."})
+
+    # Parameters that control the PPO update
+    num_ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout batch."})
+    num_mini_batches: int = field(default=1, metadata={"help": "Optimizer steps per pass."})
+    cliprange: float = field(default=0.2, metadata={"help": "= epsilon, policy ratio clip."})
+    cliprange_value: float = field(default=0.2, metadata={"help": "Value clip around rollout values."})
+    vf_coef: float = field(default=0.1, metadata={"help": "= c1, value loss weight."})
+    ent_coef: float = field(default=0.001, metadata={"help": "= c2, entropy bonus weight."})
+    gamma: float = field(default=1.0, metadata={"help": "GAE discount."})
+    lam: float = field(default=0.95, metadata={"help": "= lambda of GAE."})
+    value_model_path: str | None = field(default=None, metadata={"help": "Critic init; policy tokenizer."})
+    max_nonfinite_updates: int = field(default=3, metadata={"help": "Skipped non-finite updates before abort."})
+    sample_completions: int = field(default=4, metadata={"help": "Rows of the sample table."})
+
+    # Derived in __post_init__
+    world_size: int | None = field(default=None, init=False)
+    local_batch_size: int | None = field(default=None, init=False)
+    batch_size: int | None = field(default=None, init=False)
+    local_mini_batch_size: int | None = field(default=None, init=False)
+    mini_batch_size: int | None = field(default=None, init=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("num_ppo_epochs", "num_mini_batches", "response_length", "per_device_train_batch_size"):
+            if getattr(self, name) < 1:
+                raise SafetyRLHFError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.gradient_accumulation_steps % self.num_mini_batches:
+            raise SafetyRLHFError(
+                f"gradient_accumulation_steps={self.gradient_accumulation_steps} is not divisible by "
+                f"num_mini_batches={self.num_mini_batches}; each mini-batch needs a whole number of micro-batches"
+            )
+        if self.kl_estimator not in ("k1", "k3"):
+            raise SafetyRLHFError(f"kl_estimator={self.kl_estimator!r} is not supported; use 'k1' or 'k3'")
+        if self.stop_token not in (None, "eos"):
+            raise SafetyRLHFError(f"stop_token={self.stop_token!r} is not supported; use 'eos' or set stop_token_id")
+        if not 0 < self.temperature:
+            raise SafetyRLHFError(f"temperature={self.temperature} must be positive")
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self.local_batch_size = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        self.batch_size = self.local_batch_size * self.world_size
+        self.local_mini_batch_size = self.local_batch_size // self.num_mini_batches
+        self.mini_batch_size = self.batch_size // self.num_mini_batches

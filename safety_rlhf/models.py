@@ -1,0 +1,200 @@
+"""Loading the policy and its tokenizer: local path or Hub id, dtype, 4-bit NF4, LoRA, gradient checkpointing.
+
+Everything goes through `from_pretrained` with TRL's `ModelConfig`, `get_quantization_config` and `get_peft_config`,
+so a recipe written for TRL's scripts means the same here.
+"""
+
+from pathlib import Path
+
+import torch
+from peft import get_peft_model, prepare_model_for_kbit_training
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from trl import ModelConfig, get_peft_config, get_quantization_config
+
+from . import SafetyRLHFError
+
+ADDED_PAD_TOKEN = "<|pad|>"
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).suffix != "" or name.count("/") > 1
+
+
+def _load(loader, name: str, what: str, **kwargs):
+    if not name:
+        raise SafetyRLHFError(f"no {what} given; set model_name_or_path to a local folder or a Hub id")
+    if _looks_local(name) and not Path(name).expanduser().exists():
+        raise SafetyRLHFError(f"{what} path {name!r} does not exist; check the path or build it first")
+    try:
+        return loader(str(Path(name).expanduser()) if Path(name).expanduser().exists() else name, **kwargs)
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SafetyRLHFError(
+            f"could not load {what} {name!r} ({first}); check the local path or Hub id "
+            "(offline machines need a local copy)"
+        ) from err
+
+
+def load_tokenizer(model_args: ModelConfig, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Tokenizer ready for PPO: left padding, a PAD token distinct from EOS, a chat template.
+
+    A missing PAD (or PAD == EOS, as in many Llama checkpoints) gets a dedicated `<|pad|>` token: with PAD == EOS
+    the response mask would drop the EOS itself (the bug behind huggingface/trl#3750). `needs_resize` is set on the
+    returned tokenizer when the embedding matrix must grow.
+    """
+    tokenizer = _load(
+        AutoTokenizer.from_pretrained,
+        model_args.model_name_or_path,
+        "tokenizer",
+        revision=model_args.model_revision,
+        trust_remote_code=trust_remote_code,
+    )
+    if tokenizer.eos_token_id is None:
+        raise SafetyRLHFError(
+            f"tokenizer of {model_args.model_name_or_path!r} has no EOS token; use a chat model whose tokenizer sets one"
+        )
+    tokenizer.needs_resize = False
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        tokenizer.add_special_tokens({"pad_token": ADDED_PAD_TOKEN})
+        tokenizer.needs_resize = True
+    tokenizer.padding_side = "left"
+    if not tokenizer.chat_template:
+        raise SafetyRLHFError(
+            f"tokenizer of {model_args.model_name_or_path!r} has no chat template; use an instruct/chat model, "
+            "or add one with `tokenizer.chat_template = ...` and save it next to the model"
+        )
+    return tokenizer
+
+
+def torch_dtype(model_args: ModelConfig):
+    if model_args.dtype in (None, "auto"):
+        return "auto"
+    return getattr(torch, model_args.dtype)
+
+
+def load_policy(
+    model_args: ModelConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    gradient_checkpointing: bool = False,
+    trust_remote_code: bool = False,
+    device_map=None,
+    apply_peft: bool = True,
+) -> PreTrainedModel:
+    """The policy: base model (optionally 4-bit NF4 with double quantization) plus a trainable LoRA adapter.
+
+    With `apply_peft=False` the LoRA config is left to the caller (TRL's trainers take `peft_config` themselves).
+    """
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is not None and device_map is None:
+        device_map = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
+    model = _load(
+        AutoModelForCausalLM.from_pretrained,
+        model_args.model_name_or_path,
+        "policy model",
+        revision=model_args.model_revision,
+        dtype=torch_dtype(model_args),
+        attn_implementation=model_args.attn_implementation,
+        quantization_config=quantization_config,
+        device_map=device_map,
+        trust_remote_code=trust_remote_code,
+    )
+    if getattr(tokenizer, "needs_resize", False):
+        if quantization_config is not None:
+            raise SafetyRLHFError(
+                f"tokenizer of {model_args.model_name_or_path!r} needs a new PAD token, which a quantized model cannot "
+                "add; save the tokenizer with a pad_token first, or load the model without --load_in_4bit"
+            )
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if quantization_config is not None:
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_config = get_peft_config(model_args)
+    if apply_peft and peft_config is not None:
+        model = get_peft_model(model, peft_config)
+    return model
+
+
+class ValueModel(torch.nn.Module):
+    """The critic: a transformer backbone reading the policy's tokens and a linear head, V(s_t) at every position.
+
+    It is a separate model, not a second adapter on the policy's base: PEFT switches adapters through global state,
+    which gradient checkpointing would read at recomputation time (in backward), i.e. with the wrong adapter active.
+    A separate backbone can be much smaller than the policy (same tokenizer required), 4-bit and LoRA'd like it.
+    """
+
+    HEAD_FILE = "value_head.safetensors"
+
+    def __init__(self, backbone: torch.nn.Module, hidden_size: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids, attention_mask, position_ids=None):  # -> (B, T)
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+
+    def save_pretrained(self, path) -> None:
+        from safetensors.torch import save_file
+
+        self.backbone.save_pretrained(path)
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, Path(path) / self.HEAD_FILE
+        )
+
+
+def load_value_model(
+    path: str,
+    model_args: ModelConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    gradient_checkpointing: bool = False,
+    trust_remote_code: bool = False,
+) -> ValueModel:
+    """Critic initialised from `path` (a causal LM or backbone that uses the policy's tokenizer)."""
+    from transformers import AutoModel
+
+    quantization_config = get_quantization_config(model_args)
+    device_map = None
+    if quantization_config is not None:
+        device_map = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
+    backbone = _load(
+        AutoModel.from_pretrained,
+        path,
+        "value model",
+        dtype=torch_dtype(model_args),
+        quantization_config=quantization_config,
+        device_map=device_map,
+        trust_remote_code=trust_remote_code,
+    )
+    vocab = backbone.get_input_embeddings().num_embeddings
+    if vocab < len(tokenizer):
+        if quantization_config is not None:
+            raise SafetyRLHFError(
+                f"value model {path!r} has {vocab} embeddings but the policy tokenizer has {len(tokenizer)} tokens; "
+                "use a value model of the policy's family (same tokenizer)"
+            )
+        backbone.resize_token_embeddings(len(tokenizer))
+    if quantization_config is not None:
+        backbone = prepare_model_for_kbit_training(
+            backbone,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif gradient_checkpointing:
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_config = get_peft_config(model_args)
+    if peft_config is not None:
+        peft_config.task_type = None
+        backbone = get_peft_model(backbone, peft_config)
+    return ValueModel(backbone, backbone.config.hidden_size)

@@ -1,0 +1,59 @@
+"""`safety-rlhf sft`: supervised warm start of the policy with TRL's `SFTTrainer`.
+
+    safety-rlhf sft --config recipes/tiny/sft.yaml
+
+Rows are conversations (`messages`: one user turn, one assistant turn). They are split into a conversational
+prompt/completion pair so the loss covers only what the assistant says, EOS included.
+"""
+
+from trl import SFTConfig, SFTTrainer, get_peft_config
+
+from . import data
+from .config import ScriptArguments, check_output_dir, save_config
+from .models import load_policy, load_tokenizer
+
+
+def to_prompt_completion(row: dict) -> dict:
+    messages = row["messages"]
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def load_split(script_args: ScriptArguments, split: str):
+    dataset = data.load_sft(
+        script_args.dataset_name,
+        split=split,
+        config=script_args.dataset_config,
+        mapping=script_args.dataset_mapping,
+        max_samples=script_args.max_samples,
+    )
+    return dataset.map(to_prompt_completion, remove_columns=dataset.column_names)
+
+
+def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> SFTTrainer:
+    check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, training_args.resume_from_checkpoint)
+    # Everything that can fail on bad input runs before the first byte is written to output_dir.
+    tokenizer = load_tokenizer(model_args, training_args.trust_remote_code)
+    train_dataset = load_split(script_args, script_args.dataset_train_split)
+    eval_dataset = (
+        load_split(script_args, script_args.dataset_test_split) if training_args.eval_strategy != "no" else None
+    )
+    model = load_policy(
+        model_args,
+        tokenizer,
+        gradient_checkpointing=training_args.gradient_checkpointing,
+        trust_remote_code=training_args.trust_remote_code,
+        apply_peft=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    save_config(training_args.output_dir, script_args=script_args, training_args=training_args, model_args=model_args)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    tokenizer.save_pretrained(training_args.output_dir)
+    return trainer

@@ -1,0 +1,91 @@
+"""Model loading: the real `from_pretrained` path on tiny models, 4-bit NF4 + LoRA on the CPU, tokenizer checks."""
+
+import filecmp
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import ModelConfig
+
+from safety_rlhf import SafetyRLHFError
+from safety_rlhf.models import load_policy, load_tokenizer
+from safety_rlhf.tiny import TinyArguments, build_tiny_models
+
+
+def test_tiny_models_load_with_from_pretrained_and_are_deterministic(tiny_models, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_models["policy"])
+    assert tok.pad_token_id != tok.eos_token_id and tok.padding_side == "left" and tok.chat_template
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["policy"])
+    assert model.config.model_type == "qwen2" and model.config.hidden_size == 64
+    again = build_tiny_models(
+        TinyArguments(
+            output_dir=str(tmp_path), hidden_size=64, num_hidden_layers=2, vocab_size=512, classifier_hidden_size=32
+        )
+    )
+    for name in ("policy", "classifier"):
+        for f in ("model.safetensors", "tokenizer.json"):
+            assert filecmp.cmp(tiny_models[name] / f, again[name] / f, shallow=False), (name, f)
+
+
+def test_llama_architecture_is_available(tmp_path):
+    paths = build_tiny_models(
+        TinyArguments(output_dir=str(tmp_path), arch="llama", hidden_size=32, num_hidden_layers=1, vocab_size=300)
+    )
+    assert AutoModelForCausalLM.from_pretrained(paths["policy"]).config.model_type == "llama"
+    with pytest.raises(SafetyRLHFError, match="arch='gpt9'"):
+        build_tiny_models(TinyArguments(output_dir=str(tmp_path / "x"), arch="gpt9"))
+    with pytest.raises(SafetyRLHFError, match="not empty"):
+        build_tiny_models(TinyArguments(output_dir=str(tmp_path)))
+
+
+def test_4bit_nf4_lora_policy_trains_one_step_and_generates(tiny_models):
+    args = ModelConfig(
+        model_name_or_path=str(tiny_models["policy"]), dtype="float32", load_in_4bit=True, use_bnb_nested_quant=True,
+        use_peft=True, lora_r=8, lora_target_modules="all-linear",
+    )  # fmt: skip
+    tok = load_tokenizer(args)
+    model = load_policy(args, tok, gradient_checkpointing=True)
+    base = model.get_base_model()
+    linear = base.model.layers[0].self_attn.q_proj.base_layer
+    assert type(linear).__name__ == "Linear4bit" and linear.weight.quant_state.quant_type == "nf4"
+    assert linear.weight.quant_state.nested  # double quantization
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    enc = tok(["How do I bake bread?", "Hi"], return_tensors="pt", padding=True)
+    model.train()
+    loss = model(**enc, labels=enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)).loss
+    loss.backward()
+    torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2).step()
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, trainable[n])]
+    assert changed
+    model.eval()
+    out = model.generate(**enc, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape == (2, enc["input_ids"].shape[1] + 5)
+
+
+def test_missing_pad_gets_a_dedicated_token(tiny_models, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_models["policy"])
+    tok.pad_token = tok.eos_token  # as in many Llama checkpoints
+    tok.save_pretrained(tmp_path)
+    AutoModelForCausalLM.from_pretrained(tiny_models["policy"]).save_pretrained(tmp_path)
+    args = ModelConfig(model_name_or_path=str(tmp_path), dtype="float32")
+    fixed = load_tokenizer(args)
+    assert fixed.pad_token == "<|pad|>" and fixed.pad_token_id != fixed.eos_token_id
+    model = load_policy(args, fixed)
+    assert model.get_input_embeddings().num_embeddings == len(fixed)
+
+
+def test_tokenizer_without_chat_template_fails_clearly(tiny_models, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_models["policy"])
+    tok.chat_template = None
+    tok.save_pretrained(tmp_path)
+    (tmp_path / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(SafetyRLHFError, match="has no chat template; use an instruct/chat model"):
+        load_tokenizer(ModelConfig(model_name_or_path=str(tmp_path)))
+
+
+def test_missing_model_path_fails_clearly(tmp_path):
+    with pytest.raises(SafetyRLHFError, match="does not exist"):
+        load_tokenizer(ModelConfig(model_name_or_path=str(tmp_path / "nope")))
