@@ -1,0 +1,216 @@
+"""PPO building blocks: masked statistics, GAE, per-token KL, clipped losses and KL controllers.
+
+All tensors are (B, T) over response tokens; ``mask`` is 1 on valid tokens (a contiguous prefix of each row) and 0 on
+padding. Padding entries are replaced by 0 before any arithmetic, so whatever they hold (1e6, inf, nan) never reaches a
+result or a gradient.
+
+Departures from the papers:
+1. Token-mean aggregation (as in TRL): losses are averaged over all valid tokens of the batch, not per sequence.
+2. Value clipping (PPO2 in OpenAI baselines / TRL): the value loss is the max of the clipped and unclipped squared
+   errors; the PPO paper uses a plain squared error.
+3. KL in the reward (Ziegler et al. 2019; Stiennon et al. 2020): the KL penalty is a per-token reward term built by the
+   caller from ``per_token_kl``, not a loss term; its coefficient comes from a KL controller.
+4. Each response is one episode: the value after its last valid token is 0, also when it was cut at T without EOS.
+"""
+
+import torch
+
+KL_ESTIMATORS = ("k1", "k3")
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of ``x`` over valid entries, over all dims or along ``dim``.
+
+    x, mask: (B, T). Returns a 0-dim tensor, or ``x`` reduced along ``dim``. Nan where nothing is valid.
+    """
+    mask = mask.bool()
+    x = torch.where(mask, x, 0.0)
+    if dim is None:
+        return x.sum() / mask.sum()
+    return x.sum(dim) / mask.sum(dim)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Variance of ``x`` over all valid entries, with Bessel's correction when ``unbiased``.
+
+    x, mask: (B, T). Returns a 0-dim tensor. Raises ValueError with fewer than 2 valid entries (1 if not unbiased).
+    """
+    mask = mask.bool()
+    n = int(mask.sum())
+    if n < (2 if unbiased else 1):
+        raise ValueError(
+            f"masked_var needs at least {2 if unbiased else 1} valid entries (unbiased={unbiased}), got {n}"
+        )
+    variance = masked_mean((x - masked_mean(x, mask)) ** 2, mask)
+    if unbiased:
+        variance = variance * n / (n - 1)
+    return variance
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """Whiten ``x`` over valid entries: (x - mean) / sqrt(var + 1e-8), mean added back when not ``shift_mean``.
+
+    x, mask: (B, T) -> (B, T), 0 at padding. Uses the unbiased variance (as TRL).
+    """
+    mask = mask.bool()
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    whitened = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        whitened = whitened + mean
+    return torch.where(mask, whitened, 0.0)
+
+
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation (Schulman et al. 2016, arXiv 1506.02438, Eq. 16).
+
+    delta_t = r_t + gamma * V_{t+1} - V_t,  A_t = delta_t + gamma * lam * A_{t+1},
+    with V and A after the last valid token equal to 0.
+
+    rewards, values, mask: (B, T). Returns (advantages, returns), each (B, T), returns = advantages + values,
+    both 0 at padding. Callers pass detached values (gradients are not cut here).
+    """
+    mask = mask.bool()
+    rewards = torch.where(mask, rewards, 0.0)  # (B, T)
+    values = torch.where(mask, values, 0.0)  # (B, T); V = 0 after the last valid token
+    T = rewards.shape[1]
+    lastgaelam = torch.zeros_like(values[:, 0])  # (B,)
+    advantages_reversed = []
+    for t in reversed(range(T)):
+        nextvalues = values[:, t + 1] if t < T - 1 else torch.zeros_like(values[:, t])
+        delta = rewards[:, t] + gamma * nextvalues - values[:, t]
+        lastgaelam = delta + gamma * lam * lastgaelam  # stays 0 over trailing padding (r = V = 0 there)
+        advantages_reversed.append(lastgaelam)
+    advantages = torch.stack(advantages_reversed[::-1], dim=1)  # (B, T)
+    returns = advantages + values
+    return advantages, returns
+
+
+def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(pi || pi_ref) from sampled-token log-probs (http://joschu.net/blog/kl-approx.html).
+
+    "k1": log r' = logprobs - ref_logprobs (log pi / pi_ref).
+    "k3": (r - 1) - log r with r = exp(ref_logprobs - logprobs); unbiased, low variance, always >= 0.
+    logprobs, ref_logprobs: (B, T) -> (B, T). Not masked: the caller masks.
+    """
+    if estimator == "k1":
+        return logprobs - ref_logprobs
+    if estimator == "k3":
+        log_r = ref_logprobs - logprobs
+        return torch.expm1(log_r) - log_r  # expm1 keeps (r - 1) accurate for small log r
+    raise ValueError(f"unknown KL estimator {estimator!r}; expected one of {', '.join(KL_ESTIMATORS)}")
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO clipped surrogate loss (Schulman et al. 2017, arXiv 1707.06347, Eq. 7), negated, token-mean.
+
+    ratio = exp(logprobs - old_logprobs); loss = mean over valid tokens of
+    max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)).
+    logprobs, old_logprobs, advantages, mask: (B, T). Returns (0-dim loss, stats) where stats holds 0-dim detached
+    tensors: clipfrac (fraction of valid tokens where the clipped term is larger), approxkl
+    (0.5 * mean (logprobs - old_logprobs)^2), ratio (mean ratio), ratio_var (biased variance of the ratio).
+    """
+    mask = mask.bool()
+    log_ratio = torch.where(mask, logprobs - old_logprobs, 0.0)  # (B, T)
+    advantages = torch.where(mask, advantages, 0.0)  # (B, T)
+    ratio = torch.exp(log_ratio)  # (B, T)
+    pg_losses = -advantages * ratio
+    pg_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.max(pg_losses, pg_losses_clipped), mask)
+    with torch.no_grad():
+        stats = {
+            "clipfrac": masked_mean((pg_losses_clipped > pg_losses).to(ratio.dtype), mask),
+            "approxkl": 0.5 * masked_mean(log_ratio**2, mask),
+            "ratio": masked_mean(ratio, mask),
+            "ratio_var": masked_var(ratio, mask, unbiased=False),
+        }
+    return loss, stats
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange_value: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped value loss (PPO2, OpenAI baselines / TRL), token-mean.
+
+    loss = 0.5 * mean over valid tokens of max((V - R)^2, (clip(V, V_old - c, V_old + c) - R)^2).
+    values, old_values, returns, mask: (B, T). Returns (0-dim loss, stats) where stats holds 0-dim detached tensors:
+    clipfrac (fraction of valid tokens where the clipped loss is larger) and vpred (mean V).
+    """
+    mask = mask.bool()
+    values = torch.where(mask, values, 0.0)  # (B, T)
+    old_values = torch.where(mask, old_values, 0.0)
+    returns = torch.where(mask, returns, 0.0)
+    values_clipped = torch.clamp(values, old_values - cliprange_value, old_values + cliprange_value)
+    vf_losses = (values - returns) ** 2
+    vf_losses_clipped = (values_clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(vf_losses, vf_losses_clipped), mask)
+    with torch.no_grad():
+        stats = {
+            "clipfrac": masked_mean((vf_losses_clipped > vf_losses).to(values.dtype), mask),
+            "vpred": masked_mean(values, mask),
+        }
+    return loss, stats
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 - Var(R - V) / Var(R) over valid tokens; 0 when Var(R) == 0.
+
+    values, returns, mask: (B, T). Returns a 0-dim tensor: 1 for perfect prediction, 0 for predicting the mean.
+    """
+    var_returns = masked_var(returns, mask, unbiased=False)
+    var_residual = masked_var(returns - values, mask, unbiased=False)
+    return torch.where(var_returns == 0, torch.zeros_like(var_returns), 1 - var_residual / var_returns)
+
+
+class FixedKLController:
+    """Constant KL coefficient (Ziegler et al. 2019, arXiv 1909.08593, Sec. 2.2, fixed beta)."""
+
+    def __init__(self, kl_coef: float):
+        self.value = float(kl_coef)
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """No-op: the coefficient stays fixed."""
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.value = float(state_dict["value"])
+
+
+class AdaptiveKLController:
+    """Adaptive KL coefficient (Ziegler et al. 2019, arXiv 1909.08593, Sec. 2.2).
+
+    e = clip(KL / target - 1, -0.2, 0.2);  beta <- beta * (1 + e * n_steps / horizon).
+    """
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: float):
+        if target <= 0 or horizon <= 0:
+            raise ValueError(f"AdaptiveKLController needs target > 0 and horizon > 0, got {target=}, {horizon=}")
+        self.value = float(init_kl_coef)
+        self.target = float(target)
+        self.horizon = float(horizon)
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """Move beta towards keeping ``current_kl`` at ``target``; ``n_steps`` samples were seen since the last call."""
+        proportional_error = min(max(float(current_kl) / self.target - 1, -0.2), 0.2)
+        self.value *= 1 + proportional_error * n_steps / self.horizon
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value, "target": self.target, "horizon": self.horizon}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.value = float(state_dict["value"])
+        self.target = float(state_dict["target"])
+        self.horizon = float(state_dict["horizon"])
