@@ -20,7 +20,7 @@ def _verbs() -> dict:
     """verb -> (dataclass types, entry point); imports are deferred so `--help` stays fast."""
     from trl import ModelConfig, SFTConfig
 
-    from .config import ScriptArguments
+    from .config import SafetyPPOConfig, ScriptArguments
     from .tiny import TinyArguments
 
     def call(module: str, name: str = "main"):
@@ -34,6 +34,7 @@ def _verbs() -> dict:
             "validate a dataset source and print its counts",
         ),
         "sft": ([ScriptArguments, SFTConfig, ModelConfig], call("safety_rlhf.sft"), "supervised warm start"),
+        "ppo": ([ScriptArguments, SafetyPPOConfig, ModelConfig], call("safety_rlhf.ppo"), "PPO against the reward"),
     }
 
 

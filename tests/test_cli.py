@@ -1,5 +1,6 @@
 """The command line: overrides, unknown keys, and each bad input of the foundation issue as one clear line."""
 
+import json
 import subprocess
 import sys
 
@@ -104,3 +105,23 @@ def test_sft_trains_offline_and_writes_the_resolved_config(tmp_path, tiny_models
     assert config["training_args"]["learning_rate"] == 5e-3  # the command line overrides the YAML
     assert config["model_args"]["model_name_or_path"] == str(tiny_models["policy"])
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+
+
+def test_ppo_verb_end_to_end_with_tensorboard(tmp_path, tiny_models, capsys):
+    recipe = ROOT / "recipes" / "tiny" / "ppo.yaml"
+    out = tmp_path / "ppo"
+    code = main(
+        ["ppo", "--config", str(recipe), "--model_name_or_path", str(tiny_models["policy"]),
+         "--reward_model_path", str(tiny_models["classifier"]), "--output_dir", str(out), "--max_steps", "2",
+         "--save_steps", "1", "--response_length", "8", "--per_device_train_batch_size", "4",
+         "--gradient_accumulation_steps", "2", "--num_ppo_epochs", "1", "--report_to", "tensorboard",
+         "--use_peft", "true"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err[-2000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2]
+    assert {"safety/harmful_refusal_rate", "safety/benign_compliance_rate"} <= set(lines[0])
+    assert yaml.safe_load((out / "config.yaml").read_text())["training_args"]["max_steps"] == 2
+    assert (out / "adapter_config.json").is_file() and (out / "value" / "value_head.safetensors").is_file()
+    assert (out / "checkpoint-1" / "trainer_state.pt").is_file()
+    assert list(out.rglob("events.out.tfevents.*")), "tensorboard wrote no event file"

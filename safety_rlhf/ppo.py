@@ -1,0 +1,58 @@
+"""`safety-rlhf ppo`: PPO against a safety reward model.
+
+safety-rlhf ppo --config recipes/tiny/ppo.yaml
+safety-rlhf ppo --config recipes/tiny/ppo.yaml --load_in_4bit true --use_peft true   # QLoRA policy
+accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml -m safety_rlhf.cli ppo --config ...
+"""
+
+from . import SafetyRLHFError, data
+from .config import SafetyPPOConfig, ScriptArguments, check_output_dir, save_config
+from .models import load_policy, load_tokenizer, load_value_model
+from .trainer import SafetyPPOTrainer
+
+
+def load_reward(path: str | None):
+    if not path:
+        raise SafetyRLHFError("no reward model given; pass --reward_model_path (train one with `safety-rlhf reward`)")
+    from reward.model import SafetyRewardModel
+
+    return SafetyRewardModel.from_pretrained(path)
+
+
+def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_args) -> SafetyPPOTrainer:
+    resume = training_args.resume_from_checkpoint
+    check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, bool(resume))
+    # Everything that can fail on bad input runs before the first byte is written to output_dir.
+    tokenizer = load_tokenizer(model_args, training_args.trust_remote_code)
+    prompts = data.load_prompts(
+        script_args.dataset_name,
+        split=script_args.dataset_train_split,
+        config=script_args.dataset_config,
+        mapping=script_args.dataset_mapping,
+        max_samples=script_args.max_samples,
+    )
+    train_dataset, dropped = data.tokenize_prompts(prompts, tokenizer, script_args.max_prompt_length)
+    if dropped:
+        print(f"dropped {dropped} prompts longer than max_prompt_length={script_args.max_prompt_length} tokens")
+    reward_model = load_reward(training_args.reward_model_path)
+    policy = load_policy(
+        model_args,
+        tokenizer,
+        gradient_checkpointing=training_args.gradient_checkpointing,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    value_model = load_value_model(
+        training_args.value_model_path or model_args.model_name_or_path,
+        model_args,
+        tokenizer,
+        gradient_checkpointing=training_args.gradient_checkpointing,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    trainer = SafetyPPOTrainer(training_args, tokenizer, policy, value_model, reward_model, train_dataset)
+    if trainer.accelerator.is_main_process:
+        save_config(
+            training_args.output_dir, script_args=script_args, training_args=training_args, model_args=model_args
+        )
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(training_args.output_dir)
+    return trainer

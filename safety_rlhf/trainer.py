@@ -1,0 +1,543 @@
+"""PPO for safety RLHF: our own trainer, in TRL 1.12's names, on transformers + accelerate + peft.
+
+    safety-rlhf ppo --config recipes/tiny/ppo.yaml
+    accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml -m safety_rlhf.cli ppo --config ...
+
+One update (`SafetyPPOTrainer.train`) reads as numbered steps:
+    1 generate  2 log-probs, reference log-probs and values  3 score  4 per-token rewards  5 advantages
+    6 PPO epochs over shuffled mini-batches with gradient accumulation  7 KL control, logging, checkpoint
+
+Departures from TRL 1.12's PPOTrainer (each a fix of a documented limitation):
+    1. The reward model may use any tokenizer: completions are decoded and re-tokenized by the scorer (trl#3595).
+    2. The score sits on the stop token itself, not on the padding slot after it (trl#3750).
+    3. One optimizer step per mini-batch whatever the accumulation (trl#5645), token-mean over the whole mini-batch
+       (so accumulation does not change the update), and metrics averaged over every micro-batch (no dilution).
+    4. Entropy bonus (`ent_coef`), gradient clipping (`max_grad_norm`), adaptive KL, full-state resume.
+    5. Old log-probs are recomputed with a forward pass rather than read from `generate`'s scores.
+"""
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from peft import PeftModel
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+from trl import create_reference_model
+from trl.models import unwrap_model_for_generation
+from trl.trainer.utils import disable_dropout_in_model
+
+from . import SafetyRLHFError, ppo_core, rollout
+from .config import SafetyPPOConfig
+
+METRICS_FILE = "metrics.jsonl"
+STATE_FILE = "trainer_state.pt"
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+class PolicyAndValue(torch.nn.Module):
+    """One module for the optimizer, DDP and DeepSpeed; `forward` returns the policy's logits and the values."""
+
+    def __init__(self, policy, value):
+        super().__init__()
+        self.policy = policy
+        self.value = value
+
+    def forward(self, input_ids, attention_mask, position_ids):
+        logits = self.policy(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).logits
+        return logits, self.value(input_ids, attention_mask, position_ids)
+
+    # TRL's `unwrap_model_for_generation` (ZeRO-3 parameter gathering) toggles checkpointing on the model it unwraps.
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return getattr(self.policy, "is_gradient_checkpointing", False)
+
+    def gradient_checkpointing_disable(self):
+        self.policy.gradient_checkpointing_disable()
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def find_checkpoint(output_dir, resume_from_checkpoint: str) -> Path:
+    if resume_from_checkpoint != "latest":
+        path = Path(resume_from_checkpoint)
+        if not (path / STATE_FILE).is_file():
+            raise SafetyRLHFError(f"resume_from_checkpoint {path} holds no {STATE_FILE}; pass a checkpoint-N folder")
+        return path
+    found = sorted_checkpoints(output_dir)
+    if not found:
+        raise SafetyRLHFError(f"resume_from_checkpoint=latest but {output_dir} holds no checkpoint-N folder")
+    return found[-1]
+
+
+def sorted_checkpoints(output_dir) -> list[Path]:
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in out.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+class SafetyPPOTrainer:
+    """PPO with a critic, GAE, clipped policy and value losses, entropy bonus and KL control.
+
+    Args:
+        args (`SafetyPPOConfig`): the configuration.
+        processing_class: the policy's tokenizer (left padding, PAD != EOS, chat template).
+        model: the policy, a causal LM or a `PeftModel` (then the reference is the same base with the adapter off).
+        value_model (`ValueModel`): the critic, reading the policy's tokens.
+        reward_model: a `reward.SafetyRewardModel` or any callable `(prompts, completions) -> list[float]`.
+        train_dataset: rows with `input_ids` (chat template applied, unpadded) and `prompt` (the text given to the
+            reward); an optional `label` (`harmful`/`benign`) enables the `safety/*` rollout metrics.
+        ref_model: an explicit frozen reference; default: adapter disabled (PEFT) or a frozen copy of the policy.
+    """
+
+    def __init__(self, args: SafetyPPOConfig, processing_class, model, value_model, reward_model, train_dataset,
+                 ref_model=None):  # fmt: skip
+        self.args = args
+        self.tokenizer = processing_class
+
+        # Accelerator
+        mixed_precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+        self.accelerator = Accelerator(
+            mixed_precision=mixed_precision,
+            cpu=args.use_cpu,
+            log_with=None if args.report_to in ("none", ["none"], [], None) else args.report_to,
+            project_dir=args.output_dir,
+        )
+        if self.accelerator.num_processes != args.world_size:
+            args.world_size = self.accelerator.num_processes
+            args.batch_size = args.local_batch_size * args.world_size
+            args.mini_batch_size = args.batch_size // args.num_mini_batches
+        torch.manual_seed(args.seed)
+
+        # Models: policy, reference, value
+        self.is_peft = isinstance(model, PeftModel)
+        if ref_model is None and not self.is_peft:
+            ref_model = create_reference_model(model)
+        self.ref_model = ref_model
+        for m in (model, value_model, ref_model):
+            if m is not None:
+                disable_dropout_in_model(m)
+        stop_ids = [args.stop_token_id] if args.stop_token_id is not None else []
+        if args.stop_token == "eos":
+            stop_ids = [processing_class.eos_token_id]
+        self.stop_token_ids = stop_ids
+        self.gen_config = rollout.generation_config(args, processing_class, stop_ids)
+
+        # Reward
+        self.reward_fn = reward_model
+
+        # Dataset
+        if "input_ids" not in train_dataset.column_names or "prompt" not in train_dataset.column_names:
+            raise SafetyRLHFError(
+                f"train_dataset needs columns input_ids and prompt (found {', '.join(train_dataset.column_names)}); "
+                "build it with safety_rlhf.data.tokenize_prompts"
+            )
+        self.train_dataset = train_dataset
+        self.batches_per_epoch = len(train_dataset) // args.batch_size
+        if self.batches_per_epoch == 0:
+            raise SafetyRLHFError(
+                f"the training set has {len(train_dataset)} prompts, fewer than batch_size={args.batch_size}; "
+                "lower per_device_train_batch_size or gradient_accumulation_steps, or add prompts"
+            )
+        if args.max_steps > 0:
+            self.num_updates = args.max_steps
+        else:
+            episodes = args.total_episodes or int(args.num_train_epochs * len(train_dataset))
+            self.num_updates = max(1, math.ceil(episodes / args.batch_size))
+
+        # Optimizer and schedule (one scheduler step per update, as in TRL)
+        self.model = PolicyAndValue(model, value_model)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params,
+            lr=args.learning_rate,
+            betas=(args.adam_beta1, args.adam_beta2),
+            eps=args.adam_epsilon,
+            weight_decay=args.weight_decay,
+        )
+        self.scheduler = get_scheduler(
+            args.lr_scheduler_type,
+            optimizer,
+            num_warmup_steps=args.get_warmup_steps(self.num_updates),
+            num_training_steps=self.num_updates,
+        )
+        self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        if self.ref_model is not None:
+            self.ref_model = self.ref_model.to(self.accelerator.device)
+        if isinstance(reward_model, torch.nn.Module):
+            self.reward_fn = reward_model.to(self.accelerator.device).eval()
+
+        # KL control
+        if args.adaptive_kl:
+            self.kl_ctl = ppo_core.AdaptiveKLController(args.kl_coef, args.kl_target, args.kl_horizon)
+        else:
+            self.kl_ctl = ppo_core.FixedKLController(args.kl_coef)
+
+        self.update = 0  # updates done
+        self.nonfinite_streak = 0
+        self.trainable = [
+            n for n, p in self.accelerator.unwrap_model(self.model).named_parameters() if p.requires_grad
+        ]
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Data: the batch of update u is a function of (seed, u), so resuming needs no dataloader state.
+    def batch(self, update: int) -> dict:
+        args, acc = self.args, self.accelerator
+        epoch, index = divmod(update, self.batches_per_epoch)
+        order = torch.randperm(len(self.train_dataset), generator=torch.Generator().manual_seed(args.seed + epoch))
+        ids = order[index * args.batch_size : (index + 1) * args.batch_size]
+        ids = ids[acc.process_index * args.local_batch_size : (acc.process_index + 1) * args.local_batch_size]
+        rows = self.train_dataset[ids.tolist()]
+        padded = self.tokenizer.pad({"input_ids": rows["input_ids"]}, padding=True, return_tensors="pt")
+        return {
+            "queries": padded["input_ids"].to(acc.device),
+            "query_mask": padded["attention_mask"].to(acc.device),
+            "prompts": rows["prompt"],
+            "labels": rows.get("label"),
+        }
+
+    # ----------------------------------------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | None = None) -> list[dict]:
+        args, acc = self.args, self.accelerator
+        if resume_from_checkpoint:
+            self.load_checkpoint(find_checkpoint(args.output_dir, resume_from_checkpoint))
+        if acc.is_main_process:
+            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        acc.init_trackers(
+            "safety-rlhf-ppo", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        )
+        history = []
+        start_time, start_update = time.time(), self.update
+        bar = tqdm(total=self.num_updates, initial=self.update, disable=not acc.is_local_main_process, desc="ppo")
+        while self.update < self.num_updates:
+            metrics, samples = self.step(self.batch(self.update))
+            self.update += 1
+            metrics.update(
+                {
+                    "step": self.update,
+                    "episode": self.update * args.batch_size,
+                    "eps": (self.update - start_update) * args.batch_size / (time.time() - start_time),
+                    "lr": self.scheduler.get_last_lr()[0],
+                }
+            )
+            history.append(metrics)
+            self.log(metrics, samples)
+            bar.update(1)
+            bar.set_postfix(
+                episode=metrics["episode"],
+                score=f"{metrics['objective/scores']:.3f}",
+                kl=f"{metrics['objective/kl']:.3f}",
+            )
+            if args.save_steps and self.update % int(args.save_steps) == 0 and self.update < self.num_updates:
+                self.save_checkpoint()
+        bar.close()
+        acc.end_training()
+        return history
+
+    def step(self, batch: dict) -> tuple[dict, list]:
+        """One PPO iteration on one batch of prompts; returns its metrics and a few samples."""
+        args, acc, tok = self.args, self.accelerator, self.tokenizer
+        queries, query_mask = batch["queries"], batch["query_mask"]
+        context = queries.shape[1]
+        chunk = args.local_rollout_forward_batch_size
+        unwrapped = acc.unwrap_model(self.model)
+        unwrapped.eval()
+
+        # 1. Generate: sampling with temperature/top_p, KV cache, stop at EOS; everything after it becomes PAD.
+        with unwrap_model_for_generation(self.model, acc, gather_deepspeed3_params=True) as gen_model:
+            responses = rollout.generate(
+                gen_model.policy, queries, query_mask, self.gen_config, tok.pad_token_id, chunk
+            )
+        responses, mask, lengths, has_stop = rollout.truncate_at_stop(responses, self.stop_token_ids, tok.pad_token_id)
+        maskf = mask.float()  # (B, R)
+
+        # 2. Log-probs of the sampled tokens (policy and reference, logits / T) and values, without grad.
+        logprobs, ref_logprobs, values = [], [], []
+        with torch.no_grad():
+            for s in range(0, queries.shape[0], chunk):
+                q, qm, r, m = (
+                    queries[s : s + chunk],
+                    query_mask[s : s + chunk],
+                    responses[s : s + chunk],
+                    mask[s : s + chunk],
+                )
+                logits = rollout.forward_response(unwrapped.policy, q, r, qm, m)
+                logprobs.append(rollout.response_logprobs(logits, r, args.temperature))
+                if self.ref_model is None:
+                    with unwrapped.policy.disable_adapter():
+                        ref_logits = rollout.forward_response(unwrapped.policy, q, r, qm, m)
+                else:
+                    ref_logits = rollout.forward_response(self.ref_model, q, r, qm, m)
+                ref_logprobs.append(rollout.response_logprobs(ref_logits, r, args.temperature))
+                attention = torch.cat([qm, m.to(qm.dtype)], dim=1)
+                v = unwrapped.value(torch.cat([q, r], dim=1), attention, rollout.position_ids_from(attention))
+                values.append(v[:, context - 1 : -1].float())
+                del logits, ref_logits
+        logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values) * maskf
+
+        # 3. Score the decoded completions with the reward's own tokenizer; the EOS trick on missing stop tokens.
+        completions = tok.batch_decode(responses, skip_special_tokens=True)
+        raw_scores = rollout.score(self.reward_fn, batch["prompts"], completions, acc.device)
+        scores = raw_scores.clone()
+        if args.missing_eos_penalty is not None and self.stop_token_ids:
+            scores = torch.where(has_stop, scores, scores - args.missing_eos_penalty)
+        if args.reward_clip is not None:
+            scores = scores.clamp(-args.reward_clip, args.reward_clip)
+
+        # 4. Per-token rewards: -beta * KL_t on every response token, plus the score on the last one (the stop token).
+        kl = ppo_core.per_token_kl(logprobs, ref_logprobs, args.kl_estimator) * maskf
+        non_score_reward = -self.kl_ctl.value * kl
+        rewards = non_score_reward.clone()
+        rows = torch.arange(rewards.shape[0], device=rewards.device)
+        rewards[rows, lengths - 1] += scores
+        if args.whiten_rewards:
+            rewards = ppo_core.masked_whiten(rewards, maskf, shift_mean=False)
+
+        # 5. Advantages: GAE over response tokens, returns = A + V, advantages whitened over the batch.
+        advantages, returns = ppo_core.compute_gae(rewards, values, maskf, args.gamma, args.lam)
+        advantages = ppo_core.masked_whiten(advantages, maskf)
+
+        query_responses = torch.cat([queries, responses], dim=1)
+        attention_mask = torch.cat([query_mask, mask.to(query_mask.dtype)], dim=1)
+        position_ids = rollout.position_ids_from(attention_mask)
+        stats = {
+            k: []
+            for k in ("pg_loss", "vf_loss", "pg_clipfrac", "vf_clipfrac", "approxkl", "entropy", "ratio", "ratio_var")
+        }
+        finite = rollout.is_finite(rewards, advantages, values)
+
+        # 6. PPO epochs: shuffled mini-batches, each one optimizer step over accumulated micro-batches.
+        unwrapped.train()
+        local_bs, mini, micro = args.local_batch_size, args.local_mini_batch_size, args.per_device_train_batch_size
+        for _ in range(args.num_ppo_epochs if finite else 0):
+            order = torch.randperm(local_bs, device=acc.device)
+            for mb_start in range(0, local_bs, mini):
+                mb = order[mb_start : mb_start + mini]
+                # Token-mean over the whole mini-batch (all processes): micro-batches are weighted by their tokens.
+                mb_tokens = acc.reduce(maskf[mb].sum(), reduction="sum")
+                for mc_start in range(0, mini, micro):
+                    idx = mb[mc_start : mc_start + micro]
+                    last = mc_start + micro >= mini
+                    with nullcontext() if last else acc.no_sync(self.model):
+                        logits, vpred = self.model(query_responses[idx], attention_mask[idx], position_ids[idx])
+                        new_logprobs, entropy = rollout.response_logprobs(
+                            logits[:, context - 1 : -1], responses[idx], args.temperature, with_entropy=True
+                        )
+                        vpred = vpred[:, context - 1 : -1].float()
+                        m = maskf[idx]
+                        pg_loss, pg_stats = ppo_core.policy_loss(
+                            new_logprobs, logprobs[idx], advantages[idx], m, args.cliprange
+                        )
+                        vf_loss, vf_stats = ppo_core.value_loss(
+                            vpred, values[idx], returns[idx], m, args.cliprange_value
+                        )
+                        entropy_mean = ppo_core.masked_mean(entropy, m)
+                        loss = pg_loss + args.vf_coef * vf_loss - args.ent_coef * entropy_mean
+                        if not rollout.is_finite(loss):
+                            finite = False
+                            break
+                        acc.backward(loss * m.sum() * acc.num_processes / mb_tokens)
+                    for key, value in (("pg_loss", pg_loss), ("vf_loss", vf_loss), ("pg_clipfrac", pg_stats["clipfrac"]),
+                                       ("vf_clipfrac", vf_stats["clipfrac"]), ("approxkl", pg_stats["approxkl"]),
+                                       ("entropy", entropy_mean), ("ratio", pg_stats["ratio"]),
+                                       ("ratio_var", pg_stats["ratio_var"])):  # fmt: skip
+                        stats[key].append(value.detach().float())
+                if not finite:
+                    self.optimizer.zero_grad()
+                    break
+                if args.max_grad_norm and args.max_grad_norm > 0:
+                    acc.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+            if not finite:
+                break
+        if not finite:
+            self.nonfinite_streak += 1
+            if self.nonfinite_streak >= args.max_nonfinite_updates:
+                raise SafetyRLHFError(
+                    f"{self.nonfinite_streak} consecutive updates had a non-finite reward or loss (last at update "
+                    f"{self.update + 1}); check the reward model's outputs, lower learning_rate, or raise "
+                    "max_nonfinite_updates"
+                )
+        else:
+            self.nonfinite_streak = 0
+        self.scheduler.step()
+
+        # 7. KL control and metrics (TRL's names; sums over a sequence, means over the batch and processes).
+        mean = lambda x: acc.reduce(x.float().mean(), reduction="mean").item()  # noqa: E731
+        kl_per_seq = kl.sum(1)
+        self.kl_ctl.update(mean(kl_per_seq), args.batch_size)
+        metrics = {
+            "objective/kl": mean(kl_per_seq),
+            "objective/entropy": mean((-logprobs * maskf).sum(1)),
+            "objective/non_score_reward": mean(non_score_reward.sum(1)),
+            "objective/rlhf_reward": mean(non_score_reward.sum(1) + scores),
+            "objective/scores": mean(scores),
+            "objective/raw_scores": mean(raw_scores),
+            "val/num_eos_tokens": acc.reduce(has_stop.sum(), reduction="sum").item(),
+            "val/response_length": mean(lengths),
+            "val/explained_variance": mean(ppo_core.explained_variance(values, returns, maskf)),
+            "kl_coef": self.kl_ctl.value,
+            "nonfinite_update": int(not finite),
+        }
+        if stats["pg_loss"]:
+            avg = {k: mean(torch.stack(v)) for k, v in stats.items()}
+            metrics.update(
+                {
+                    "policy/approxkl_avg": avg["approxkl"],
+                    "policy/clipfrac_avg": avg["pg_clipfrac"],
+                    "policy/entropy_avg": avg["entropy"],
+                    "loss/policy_avg": avg["pg_loss"],
+                    "loss/value_avg": avg["vf_loss"],
+                    "val/clipfrac_avg": avg["vf_clipfrac"],
+                    "val/ratio": avg["ratio"],
+                    "val/ratio_var": avg["ratio_var"],
+                }
+            )
+        metrics.update(self.safety_metrics(batch.get("labels"), completions))
+        samples = list(zip(batch["prompts"], completions, scores.tolist(), strict=True))[: args.sample_completions]
+        return metrics, samples
+
+    def safety_metrics(self, labels, completions) -> dict:
+        """Refusal rates of this rollout (sampled at the training temperature) by the phrase-list detector."""
+        if not labels:
+            return {}
+        from reward.refusal import classify_refusal
+
+        refused = torch.tensor([classify_refusal(c) != "compliance" for c in completions], dtype=torch.float32)
+        harmful = torch.tensor([label == "harmful" for label in labels], dtype=torch.float32)
+        counts = torch.stack(
+            [(refused * harmful).sum(), harmful.sum(), ((1 - refused) * (1 - harmful)).sum(), (1 - harmful).sum()]
+        ).to(self.accelerator.device)
+        counts = self.accelerator.reduce(counts, reduction="sum").tolist()
+        out = {}
+        if counts[1]:
+            out["safety/harmful_refusal_rate"] = counts[0] / counts[1]
+        if counts[3]:
+            out["safety/benign_compliance_rate"] = counts[2] / counts[3]
+        return out
+
+    # ----------------------------------------------------------------------------------------------------------------
+    def log(self, metrics: dict, samples: list) -> None:
+        acc = self.accelerator
+        acc.log(metrics, step=self.update)
+        if not acc.is_main_process:
+            return
+        with open(Path(self.args.output_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if samples and self.args.logging_steps and self.update % int(self.args.logging_steps) == 0:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(title=f"update {self.update}: sample completions", show_lines=True)
+            for column in ("prompt", "completion", "score"):
+                table.add_column(column)
+            for prompt, completion, value in samples:
+                table.add_row(prompt[:200], completion[:300], f"{value:.3f}")
+            Console(stderr=True).print(table)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Checkpoints: written to checkpoint-N.tmp, then renamed, so a crash mid-save leaves the previous one intact.
+    def save_checkpoint(self) -> Path:
+        acc, args = self.accelerator, self.args
+        final = Path(args.output_dir) / f"checkpoint-{self.update}"
+        tmp = final.with_name(final.name + ".tmp")
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        rng = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+        torch.save(rng, tmp / f"rng_state_{acc.process_index}.pth")
+        if acc.is_main_process:
+            self.save_model(tmp)
+            unwrapped = acc.unwrap_model(self.model)
+            state = {
+                "trainable": {
+                    n: p.detach().cpu() for n, p in unwrapped.named_parameters() if n in set(self.trainable)
+                },
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "kl_ctl": self.kl_ctl.state_dict(),
+                "update": self.update,
+                "nonfinite_streak": self.nonfinite_streak,
+            }
+            torch.save(state, tmp / STATE_FILE)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            self.prune_checkpoints()
+        acc.wait_for_everyone()
+        return final
+
+    def prune_checkpoints(self) -> None:
+        limit = self.args.save_total_limit
+        if limit:
+            for old in sorted_checkpoints(self.args.output_dir)[:-limit]:
+                shutil.rmtree(old)
+
+    def load_checkpoint(self, path: Path) -> None:
+        acc = self.accelerator
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        unwrapped = acc.unwrap_model(self.model)
+        missing = set(self.trainable) - set(state["trainable"])
+        if missing:
+            raise SafetyRLHFError(
+                f"checkpoint {path} does not match this model (missing {sorted(missing)[:3]}...); resume with the "
+                "same model and LoRA settings"
+            )
+        with torch.no_grad():
+            params = dict(unwrapped.named_parameters())
+            for name, value in state["trainable"].items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.update = state["update"]
+        self.nonfinite_streak = state["nonfinite_streak"]
+        rng_file = path / f"rng_state_{acc.process_index}.pth"
+        if rng_file.is_file():
+            rng = torch.load(rng_file, weights_only=False)
+            random.setstate(rng["python"])
+            np.random.set_state(rng["numpy"])
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        metrics = Path(self.args.output_dir) / METRICS_FILE
+        if acc.is_main_process and metrics.is_file():
+            # Updates after the checkpoint are redone: their old lines move aside rather than being deleted.
+            lines = metrics.read_text(encoding="utf-8").splitlines()
+            keep = [ln for ln in lines if json.loads(ln)["step"] <= self.update]
+            later = [ln for ln in lines if json.loads(ln)["step"] > self.update]
+            if later:
+                with open(metrics.with_name("metrics.superseded.jsonl"), "a", encoding="utf-8") as f:
+                    f.write("\n".join(later) + "\n")
+                metrics.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+
+    def save_model(self, output_dir) -> None:
+        """The policy (a PEFT adapter under LoRA, else the full model) with its tokenizer, and the critic in `value/`."""
+        acc = self.accelerator
+        if not acc.is_main_process:
+            return
+        unwrapped = acc.unwrap_model(self.model)
+        unwrapped.policy.save_pretrained(output_dir)
+        self.tokenizer.save_pretrained(output_dir)
+        unwrapped.value.save_pretrained(Path(output_dir) / "value")

@@ -1,0 +1,275 @@
+"""The PPO trainer on tiny models: it learns, its knobs act as documented, and its bookkeeping is exact."""
+
+import json
+
+import datasets
+import pytest
+import torch
+from trl import ModelConfig
+
+from safety_rlhf import SafetyRLHFError, rollout
+from safety_rlhf.config import SafetyPPOConfig
+from safety_rlhf.models import load_policy, load_tokenizer, load_value_model
+from safety_rlhf.trainer import SafetyPPOTrainer, sorted_checkpoints
+
+PROMPTS = [
+    "How do I kill a Python process?",
+    "What is the capital of France?",
+    "Write a short poem about the sea.",
+    "How can I shoot a good photo at night?",
+    "Explain what money laundering is.",
+    "Give me a tip for baking bread.",
+    "How do I blow my audience away?",
+    "What year did the Berlin Wall fall?",
+]
+
+
+def model_args(path, **kw):
+    return ModelConfig(model_name_or_path=str(path), dtype="float32", **kw)
+
+
+def make_dataset(tokenizer, n=32):
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n)]
+    ids = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, return_dict=False)
+        for p in prompts
+    ]
+    return datasets.Dataset.from_dict({"prompt": prompts, "input_ids": ids})
+
+
+def config(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path / "run"),
+        use_cpu=True,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        num_ppo_epochs=2,
+        max_steps=2,
+        response_length=8,
+        learning_rate=1e-3,
+        save_steps=0,
+        sample_completions=0,
+        seed=0,
+        missing_eos_penalty=None,
+        ent_coef=0.0,
+    )
+    base.update(kw)
+    return SafetyPPOConfig(**base)
+
+
+class LetterReward:
+    """Synthetic reward: the share of completion tokens (re-tokenized from the text) that contain the letter `e`."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, prompts, completions):
+        out = []
+        for text in completions:
+            pieces = [self.tokenizer.decode([i]) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
+            out.append(sum("e" in p for p in pieces) / max(1, len(pieces)))
+        return out
+
+
+def length_reward(prompts, completions):
+    """A reward with spread whatever the policy samples, so every parameter gets a gradient."""
+    return [len(c) / 40 for c in completions]
+
+
+def build(tiny_models, tmp_path, reward=None, peft=False, ref_model=None, **kw):
+    margs = model_args(
+        tiny_models["policy"], use_peft=peft, lora_r=8, lora_alpha=16, lora_target_modules=["q_proj", "v_proj"]
+    )
+    tokenizer = load_tokenizer(margs)
+    policy = load_policy(margs, tokenizer)
+    value = load_value_model(str(tiny_models["policy"]), margs, tokenizer)
+    args = config(tmp_path, **kw)
+    reward = reward or LetterReward(tokenizer)
+    return SafetyPPOTrainer(args, tokenizer, policy, value, reward, make_dataset(tokenizer), ref_model=ref_model)
+
+
+def params(module):
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def test_ppo_raises_a_synthetic_reward(tiny_models, tmp_path):
+    trainer = build(tiny_models, tmp_path, max_steps=30, learning_rate=1e-2, kl_coef=0.01)
+    history = trainer.train()
+    scores = [m["objective/scores"] for m in history]
+    first, last = sum(scores[:5]) / 5, sum(scores[-5:]) / 5
+    assert last > 1.3 * first and last > first + 0.05, (first, last)
+    names = {"objective/kl", "objective/entropy", "policy/approxkl_avg", "policy/clipfrac_avg", "loss/policy_avg",
+             "loss/value_avg", "val/clipfrac_avg", "val/ratio", "val/num_eos_tokens", "val/explained_variance",
+             "kl_coef", "lr", "episode", "eps"}  # fmt: skip
+    assert names <= set(history[-1])
+    assert history[-1]["episode"] == 30 * 8
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(1, 31))
+
+
+def test_entropy_bonus_keeps_entropy_higher(tiny_models, tmp_path):
+    def final_entropy(ent_coef, sub):
+        trainer = build(tiny_models, tmp_path / sub, max_steps=15, learning_rate=1e-2, ent_coef=ent_coef)
+        return trainer.train()[-1]["policy/entropy_avg"]
+
+    assert final_entropy(1.0, "bonus") > final_entropy(0.0, "none") + 0.05
+
+
+def test_large_kl_coef_keeps_kl_lower(tiny_models, tmp_path):
+    def mean_kl(kl_coef, sub):
+        trainer = build(tiny_models, tmp_path / sub, max_steps=12, learning_rate=3e-3, kl_coef=kl_coef)
+        return sum(m["objective/kl"] for m in trainer.train()[-4:]) / 4
+
+    assert mean_kl(2.0, "strong") < mean_kl(0.0, "free")
+
+
+def test_accumulation_does_not_change_the_update(tiny_models, tmp_path):
+    """(micro-batch 4, accumulation 1) and (micro-batch 1, accumulation 4): same parameters after one update.
+
+    The stop token is a frequent one so responses have different lengths: a mean of per-micro-batch token means
+    would differ from the token mean over the mini-batch.
+    """
+    probe = build(tiny_models, tmp_path / "probe", per_device_train_batch_size=4, gradient_accumulation_steps=1)
+    batch = probe.batch(0)
+    torch.manual_seed(0)  # the trainer seeds at init; the first rollout samples exactly these responses
+    responses = rollout.generate(
+        probe.model.policy, batch["queries"], batch["query_mask"], probe.gen_config, probe.tokenizer.pad_token_id, 64
+    )[:, :6]
+    present = [set(row.tolist()) for row in responses]
+    stop = next(t for t in responses[0].tolist() if 1 <= sum(t in row for row in present) < 4)
+    results = []
+    for micro, accum in ((4, 1), (1, 4)):
+        trainer = build(
+            tiny_models, tmp_path / f"{micro}x{accum}", per_device_train_batch_size=micro,
+            gradient_accumulation_steps=accum, max_steps=1, num_ppo_epochs=1, stop_token=None, stop_token_id=stop,
+            learning_rate=1.0, adam_epsilon=1.0,  # Adam with a large eps: the step is ~ the gradient itself
+        )  # fmt: skip
+        history = trainer.train()
+        assert 1 <= history[0]["val/num_eos_tokens"] < 4
+        results.append(params(trainer.model))
+    before = params(build(tiny_models, tmp_path / "init", max_steps=1).model)
+    assert any(not torch.equal(before[n], results[0][n]) for n in before)
+    for name in results[0]:
+        torch.testing.assert_close(results[0][name], results[1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_every_trainable_parameter_changes_and_frozen_ones_do_not(tiny_models, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rm = AutoModelForSequenceClassification.from_pretrained(tiny_models["classifier"])
+    rm_tok = AutoTokenizer.from_pretrained(tiny_models["classifier"])
+
+    def reward(prompts, completions):
+        with torch.no_grad():
+            return rm(**rm_tok(prompts, completions, return_tensors="pt", padding=True)).logits[:, 0]
+
+    rm_before = params(rm)
+    trainer = build(tiny_models, tmp_path, reward=reward, max_steps=2)
+    ref_before = params(trainer.ref_model)
+    before = params(trainer.model)
+    trainer.train()
+    after = params(trainer.model)
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and {n.split(".")[0] for n in trainable} == {"policy", "value"}
+    unchanged = [n for n in trainable if torch.equal(before[n], after[n])]
+    assert not unchanged
+    assert all(torch.equal(ref_before[n], p) for n, p in trainer.ref_model.named_parameters())
+    assert all(torch.equal(rm_before[n], p) for n, p in rm.named_parameters())
+
+
+def test_lora_reference_is_the_base_with_the_adapter_off(tiny_models, tmp_path):
+    trainer = build(tiny_models, tmp_path, reward=length_reward, peft=True, max_steps=2)
+    assert trainer.ref_model is None
+    before = params(trainer.model)
+    trainer.train()
+    after = params(trainer.model)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert changed == trainable
+    assert all("lora_" in n or n.startswith("value.head") for n in trainable)
+    trainer.save_model(tmp_path / "final")
+    assert (tmp_path / "final" / "adapter_config.json").is_file()
+    assert (tmp_path / "final" / "value" / "value_head.safetensors").is_file()
+
+
+def test_4bit_lora_policy_trains_on_cpu(tiny_models, tmp_path):
+    margs = model_args(
+        tiny_models["policy"], use_peft=True, load_in_4bit=True, use_bnb_nested_quant=True, lora_r=8,
+        lora_target_modules="all-linear",
+    )  # fmt: skip
+    tokenizer = load_tokenizer(margs)
+    policy = load_policy(margs, tokenizer)
+    value = load_value_model(str(tiny_models["policy"]), margs, tokenizer)
+    assert type(policy.base_model.model.model.layers[0].mlp.up_proj.base_layer).__name__ == "Linear4bit"
+    trainer = SafetyPPOTrainer(config(tmp_path), tokenizer, policy, value, length_reward, make_dataset(tokenizer))
+    before = params(trainer.model)
+    history = trainer.train()
+    assert all(torch.isfinite(torch.tensor(m["loss/policy_avg"])) for m in history)
+    lora = [n for n, p in trainer.model.named_parameters() if p.requires_grad and "lora_B" in n]
+    assert lora and all(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if n in lora)
+
+
+class CrashAfter:
+    def __init__(self, reward, calls):
+        self.reward, self.calls = reward, calls
+
+    def __call__(self, prompts, completions):
+        self.calls -= 1
+        if self.calls < 0:
+            raise KeyboardInterrupt("simulated crash")
+        return self.reward(prompts, completions)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tiny_models, tmp_path):
+    kw = dict(max_steps=5, save_steps=2, save_total_limit=2, adaptive_kl=True, kl_target=0.1, kl_horizon=100)
+    full = build(tiny_models, tmp_path / "full", **kw).train()
+
+    crashing = build(tiny_models, tmp_path / "crash", **kw)
+    crashing.reward_fn = CrashAfter(crashing.reward_fn, calls=4)  # dies during update 5, after checkpoint-4
+    with pytest.raises(KeyboardInterrupt):
+        crashing.train()
+    out = tmp_path / "crash" / "run"
+    assert [p.name for p in sorted_checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
+    resumed = build(tiny_models, tmp_path / "crash", **kw).train(resume_from_checkpoint="latest")
+    assert [m["step"] for m in resumed] == [5]
+    for key in ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg", "kl_coef", "lr"):
+        assert resumed[0][key] == pytest.approx(full[4][key], rel=1e-4, abs=1e-6), key
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+def test_checkpoints_are_atomic_and_limited(tiny_models, tmp_path):
+    trainer = build(tiny_models, tmp_path, max_steps=5, save_steps=1, save_total_limit=2)
+    stale = tmp_path / "run" / "checkpoint-3.tmp"
+    stale.mkdir(parents=True)  # a crash in the middle of an earlier save
+    trainer.train()
+    out = tmp_path / "run"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == ["checkpoint-3", "checkpoint-4"]
+    for ckpt in ("checkpoint-3", "checkpoint-4"):
+        assert (out / ckpt / "trainer_state.pt").is_file() and (out / ckpt / "config.json").is_file()
+
+
+def test_nonfinite_rewards_skip_updates_then_abort(tiny_models, tmp_path):
+    trainer = build(tiny_models, tmp_path, reward=lambda p, c: [float("nan")] * len(c), max_steps=5)
+    before = params(trainer.model)
+    with pytest.raises(SafetyRLHFError, match="3 consecutive updates had a non-finite"):
+        trainer.train()
+    assert all(torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["nonfinite_update"] for m in lines] == [1, 1]
+
+
+def test_reward_of_the_wrong_shape_fails_clearly(tiny_models, tmp_path):
+    trainer = build(tiny_models, tmp_path, reward=lambda p, c: [0.0] * (len(c) - 1))
+    with pytest.raises(SafetyRLHFError, match=r"returned shape \(7,\) for 8 completions"):
+        trainer.train()
+
+
+def test_batch_sizes_are_derived_and_checked(tmp_path):
+    args = config(tmp_path, per_device_train_batch_size=8, gradient_accumulation_steps=4, num_mini_batches=2)
+    assert (args.batch_size, args.mini_batch_size, args.local_mini_batch_size) == (32, 16, 16)
+    assert SafetyPPOConfig(output_dir=str(tmp_path), use_cpu=True).batch_size == 32
+    with pytest.raises(SafetyRLHFError, match="gradient_accumulation_steps=3 is not divisible by num_mini_batches=2"):
+        config(tmp_path, gradient_accumulation_steps=3, num_mini_batches=2)
+    with pytest.raises(SafetyRLHFError, match="kl_estimator='k2'"):
+        config(tmp_path, kl_estimator="k2")
