@@ -111,7 +111,11 @@ class SafetyPPOTrainer:
 
         # Accelerator
         mixed_precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+        # Micro-batches per optimizer step. Accelerate divides each backward loss by it (DeepSpeed's engine does the
+        # same and steps at that boundary), so the losses below are multiplied back by it.
+        self.micro_per_step = args.gradient_accumulation_steps // args.num_mini_batches
         self.accelerator = Accelerator(
+            gradient_accumulation_steps=self.micro_per_step,
             mixed_precision=mixed_precision,
             cpu=args.use_cpu,
             log_with=None if args.report_to in ("none", ["none"], [], None) else args.report_to,
@@ -350,7 +354,7 @@ class SafetyPPOTrainer:
                         if not rollout.is_finite(loss):
                             finite = False
                             break
-                        acc.backward(loss * m.sum() * acc.num_processes / mb_tokens)
+                        acc.backward(loss * m.sum() * acc.num_processes / mb_tokens * self.micro_per_step)
                     for key, value in (("pg_loss", pg_loss), ("vf_loss", vf_loss), ("pg_clipfrac", pg_stats["clipfrac"]),
                                        ("vf_clipfrac", vf_stats["clipfrac"]), ("approxkl", pg_stats["approxkl"]),
                                        ("entropy", entropy_mean), ("ratio", pg_stats["ratio"]),

@@ -1,0 +1,41 @@
+"""SFT warm start on the bundled conversations: the loss falls and the policy learns to answer and stop."""
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import ModelConfig, SFTConfig
+
+from safety_rlhf import data, sft
+from safety_rlhf.config import ScriptArguments
+
+
+def greedy(model_path, prompts, max_new_tokens=48):
+    tok = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    chats = [[{"role": "user", "content": p}] for p in prompts]
+    enc = tok.apply_chat_template(
+        chats, add_generation_prompt=True, return_tensors="pt", padding=True, return_dict=True
+    )
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+    responses = out[:, enc["input_ids"].shape[1] :]
+    return tok.batch_decode(responses, skip_special_tokens=True), (responses == tok.eos_token_id).any(dim=1)
+
+
+def test_sft_loss_falls_and_generation_learns_to_stop(tiny_models, tmp_path):
+    prompts = [row["prompt"] for row in data.load_prompts("bundled", split="train") if row["label"] == "benign"][:8]
+    before, _ = greedy(tiny_models["policy"], prompts)
+    args = SFTConfig(
+        output_dir=str(tmp_path / "sft"), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+        gradient_checkpointing=False, max_steps=100, per_device_train_batch_size=16, learning_rate=5e-3,
+        lr_scheduler_type="cosine", logging_steps=5, max_length=160, seed=0,
+    )  # fmt: skip
+    trainer = sft.main(
+        ScriptArguments(max_samples=400),
+        args,
+        ModelConfig(model_name_or_path=str(tiny_models["policy"]), dtype="float32"),
+    )
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert losses[-1] < 0.85 * losses[0], losses
+    after, stopped = greedy(tmp_path / "sft", prompts)
+    assert after != before
+    assert stopped.float().mean() >= 0.75, after
