@@ -20,6 +20,8 @@ def _verbs() -> dict:
     """verb -> (dataclass types, entry point); imports are deferred so `--help` stays fast."""
     from trl import ModelConfig, SFTConfig
 
+    from reward.train import SafetyRewardConfig
+
     from .config import SafetyPPOConfig, ScriptArguments
     from .tiny import TinyArguments
 
@@ -34,6 +36,11 @@ def _verbs() -> dict:
             "validate a dataset source and print its counts",
         ),
         "sft": ([ScriptArguments, SFTConfig, ModelConfig], call("safety_rlhf.sft"), "supervised warm start"),
+        "reward": (
+            [ScriptArguments, SafetyRewardConfig, ModelConfig],
+            call("reward.train"),
+            "train the safety reward (or cost) model",
+        ),
         "ppo": ([ScriptArguments, SafetyPPOConfig, ModelConfig], call("safety_rlhf.ppo"), "PPO against the reward"),
     }
 

