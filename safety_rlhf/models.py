@@ -17,7 +17,8 @@ ADDED_PAD_TOKEN = "<|pad|>"
 
 
 def _looks_local(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or Path(name).suffix != "" or name.count("/") > 1
+    # Hub ids are `name` or `org/name` and may contain dots (`Qwen/Qwen2.5-0.5B-Instruct`).
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
 def _load(loader, name: str, what: str, **kwargs):

@@ -89,3 +89,6 @@ def test_tokenizer_without_chat_template_fails_clearly(tiny_models, tmp_path):
 def test_missing_model_path_fails_clearly(tmp_path):
     with pytest.raises(SafetyRLHFError, match="does not exist"):
         load_tokenizer(ModelConfig(model_name_or_path=str(tmp_path / "nope")))
+    # A Hub id with dots is a Hub id, not a path: offline, loading it fails with the id and the fix.
+    with pytest.raises(SafetyRLHFError, match=r"could not load tokenizer 'Qwen/Qwen2.5-0.5B-Instruct'.*local copy"):
+        load_tokenizer(ModelConfig(model_name_or_path="Qwen/Qwen2.5-0.5B-Instruct"))
