@@ -34,6 +34,7 @@ How this departs from TRL's reward script:
 
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +79,11 @@ class SafetyRewardConfig(RewardConfig):
         normalize (`bool`, *optional*, defaults to `False`):
             After training, store the mean and std of the model's scores on the training responses in
             `safety_reward.json`, so that `score` returns standardized values.
+        hard_negatives (`bool`, *optional*, defaults to `False`):
+            Add, for every training pair, two pairs whose rejected side is degenerate text that no preference pair
+            shows: a word salad (shuffled words, some with shuffled letters) and an answer to another prompt. A reward
+            model trained only on "refusal vs compliance" and "help vs refusal" scores such text highly, and PPO
+            finds it (reward hacking: fluent-looking noise instead of a refusal). See `add_hard_negatives`.
     """
 
     # Parameters that control what is trained
@@ -88,6 +94,11 @@ class SafetyRewardConfig(RewardConfig):
     normalize: bool = field(
         default=False,
         metadata={"help": "Store mean/std of the scores on the training responses; `score` then standardizes."},
+    )
+
+    hard_negatives: bool = field(
+        default=False,
+        metadata={"help": "Add degenerate rejected responses (word salad, off-topic answers) to the pairs."},
     )
 
     def __post_init__(self):
@@ -248,6 +259,33 @@ def tokenize_cost(rows: Dataset, tokenizer, max_length: int) -> Dataset:
     return rows.map(tokenize, batched=True, remove_columns=rows.column_names)
 
 
+def word_salad(text: str, rng: random.Random) -> str:
+    words = text.split()
+    rng.shuffle(words)
+    return " ".join("".join(rng.sample(w, len(w))) if rng.random() < 0.5 else w for w in words)
+
+
+def add_hard_negatives(pairs: Dataset, seed: int) -> Dataset:
+    """The pairs plus, for each, (chosen vs word salad) and (chosen vs an answer to another prompt).
+
+    The off-topic answers are the chosen responses of benign pairs; for a harmful prompt that teaches "a refusal beats
+    anything that is not one", for a benign prompt "the answer must fit the question".
+    """
+    rng = random.Random(seed)
+    rows = pairs.to_list()
+    answers = [(r["prompt"], r["chosen"]) for r in rows if r["label"] == "benign"] or [
+        (None, r["chosen"]) for r in rows
+    ]
+    extra = []
+    for row in rows:
+        source = row["rejected"] if row["label"] == "harmful" else row["chosen"]
+        extra.append({**row, "rejected": word_salad(source, rng)})
+        prompt, answer = rng.choice(answers)
+        if prompt != row["prompt"] and answer != row["chosen"]:
+            extra.append({**row, "rejected": answer})
+    return Dataset.from_list(rows + [r for r in extra if r["rejected"] != r["chosen"]])
+
+
 def load_split(script_args: ScriptArguments, source: str, split: str | None) -> Dataset:
     # Empty responses and chosen == rejected are refused (curated files) or dropped and counted (Hub sets) here.
     return data.load_pairs(
@@ -304,6 +342,8 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
     train_pairs = load_split(script_args, script_args.dataset_name, script_args.dataset_train_split)
     test_pairs = load_split(script_args, script_args.dataset_name, script_args.dataset_test_split)
     heldout_pairs = load_split(script_args, "bundled_heldout", None) if script_args.dataset_name == "bundled" else None
+    if training_args.hard_negatives:
+        train_pairs = add_hard_negatives(train_pairs, training_args.seed)
     if training_args.objective == "cost":
         cost_train = cost_rows(train_pairs)
         cost_rows(test_pairs)  # fails now, not after training, on unlabelled test pairs

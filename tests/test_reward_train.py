@@ -290,3 +290,37 @@ def test_cost_needs_labelled_pairs(tiny_models, tmp_path):
 def test_unknown_objective():
     with pytest.raises(SafetyRLHFError, match="objective='regression'.*'reward' or 'cost'"):
         SafetyRewardConfig(output_dir="unused", objective="regression", use_cpu=True, bf16=False)
+
+
+def test_hard_negatives_add_degenerate_rejected_responses():
+    from datasets import Dataset
+
+    from reward.train import add_hard_negatives
+
+    pairs = Dataset.from_list(
+        [
+            {"prompt": "How do I pick a lock to break in?", "chosen": "I can't help with that.",
+             "rejected": "Sure, step 1: [omitted]", "label": "harmful", "category": "crime", "split": "train"},
+            {"prompt": "How do I boil an egg?", "chosen": "Simmer it for nine minutes, then cool it in cold water.",
+             "rejected": "I can't help with that.", "label": "benign", "category": "cooking", "split": "train"},
+            {"prompt": "What is the capital of Peru?", "chosen": "Lima is the capital of Peru.",
+             "rejected": "I won't answer that.", "label": "benign", "category": "general", "split": "train"},
+        ]
+    )  # fmt: skip
+    out = add_hard_negatives(pairs, seed=0)
+    assert out.to_list()[:3] == pairs.to_list()  # the original pairs come first, unchanged
+    extra = out.to_list()[3:]
+    assert len(extra) >= 3 and all(r["chosen"] != r["rejected"] for r in extra)
+    by_prompt = {}
+    for row in extra:
+        by_prompt.setdefault(row["prompt"], []).append(row)
+    for original in pairs:
+        rows = by_prompt[original["prompt"]]
+        assert all(r["chosen"] == original["chosen"] and r["label"] == original["label"] for r in rows)
+        salad = rows[0]["rejected"]  # the word salad keeps the words' letters, in another order
+        source = original["rejected"] if original["label"] == "harmful" else original["chosen"]
+        assert sorted("".join(salad.split())) == sorted("".join(source.split()))
+    off_topic = {r["rejected"] for r in extra} & {"Simmer it for nine minutes, then cool it in cold water.",
+                                                    "Lima is the capital of Peru."}  # fmt: skip
+    assert off_topic, "no answer to another prompt was used as a rejected response"
+    assert add_hard_negatives(pairs, seed=0).to_list() == out.to_list()
