@@ -23,6 +23,7 @@ def _verbs() -> dict:
     from reward.train import SafetyRewardConfig
 
     from .config import SafetyPPOConfig, ScriptArguments
+    from .evaluate import EvalArguments
     from .tiny import TinyArguments
 
     def call(module: str, name: str = "main"):
@@ -42,6 +43,7 @@ def _verbs() -> dict:
             "train the safety reward (or cost) model",
         ),
         "ppo": ([ScriptArguments, SafetyPPOConfig, ModelConfig], call("safety_rlhf.ppo"), "PPO against the reward"),
+        "eval": ([ScriptArguments, EvalArguments], call("safety_rlhf.evaluate"), "safety evaluation and report"),
     }
 
 
