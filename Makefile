@@ -11,7 +11,7 @@ ACCELERATE ?=
 ARGS ?=
 LAUNCH = $(if $(ACCELERATE),$(BIN)/accelerate launch --config_file $(ACCELERATE) -m safety_rlhf.cli,$(BIN)/safety-rlhf)
 
-.PHONY: install test test-all quality style tiny data sft clean
+.PHONY: install test test-all quality style demo tiny data sft reward ppo eval push clean
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ style:
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+demo:
+	$(BIN)/safety-rlhf demo --output_dir runs/demo $(ARGS)
+
 tiny:
 	$(BIN)/safety-rlhf tiny --output_dir models/tiny $(ARGS)
 
@@ -41,6 +44,20 @@ data:
 
 sft:
 	$(LAUNCH) sft --config $(or $(RECIPE),recipes/tiny/sft.yaml) $(ARGS)
+
+reward:
+	$(LAUNCH) reward --config $(or $(RECIPE),recipes/tiny/reward.yaml) $(ARGS)
+
+ppo:
+	$(LAUNCH) ppo --config $(or $(RECIPE),recipes/tiny/ppo.yaml) $(ARGS)
+
+# make eval ARGS="--model_name_or_path runs/tiny/ppo --baseline_model_name_or_path runs/tiny/sft --output_dir runs/tiny/eval"
+eval:
+	$(BIN)/safety-rlhf eval $(if $(RECIPE),--config $(RECIPE)) $(ARGS)
+
+# make push ARGS="--run_dir runs/tiny/ppo --hub_model_id you/tiny-safety-ppo"  (token: HF_TOKEN or `hf auth login`)
+push:
+	$(BIN)/safety-rlhf push $(ARGS)
 
 clean:
 	rm -rf runs/ models/ .pytest_cache/ .ruff_cache/
