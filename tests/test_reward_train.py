@@ -315,7 +315,7 @@ def test_hard_negatives_add_degenerate_rejected_responses():
     for row in extra:
         by_prompt.setdefault(row["prompt"], []).append(row)
     for original in pairs:
-        rows = by_prompt[original["prompt"]]
+        rows = [r for r in by_prompt[original["prompt"]] if r["rejected"] != original["rejected"]]
         assert all(r["chosen"] == original["chosen"] and r["label"] == original["label"] for r in rows)
         salad = rows[0]["rejected"]  # the word salad keeps the words' letters, in another order
         source = original["rejected"] if original["label"] == "harmful" else original["chosen"]
@@ -323,4 +323,10 @@ def test_hard_negatives_add_degenerate_rejected_responses():
     off_topic = {r["rejected"] for r in extra} & {"Simmer it for nine minutes, then cool it in cold water.",
                                                     "Lima is the capital of Peru."}  # fmt: skip
     assert off_topic, "no answer to another prompt was used as a rejected response"
+    halves = [
+        r
+        for r in extra
+        if r["label"] == "benign" and r["rejected"] in ("I can't help with that.", "I won't answer that.")
+    ]
+    assert {r["chosen"] for r in halves} == {"Simmer it for nine minutes,", "Lima is the"}
     assert add_hard_negatives(pairs, seed=0).to_list() == out.to_list()
