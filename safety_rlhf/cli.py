@@ -23,7 +23,9 @@ def _verbs() -> dict:
     from reward.train import SafetyRewardConfig
 
     from .config import SafetyPPOConfig, ScriptArguments
+    from .demo import DemoArguments
     from .evaluate import EvalArguments
+    from .hub import PushArguments
     from .tiny import TinyArguments
 
     def call(module: str, name: str = "main"):
@@ -44,6 +46,8 @@ def _verbs() -> dict:
         ),
         "ppo": ([ScriptArguments, SafetyPPOConfig, ModelConfig], call("safety_rlhf.ppo"), "PPO against the reward"),
         "eval": ([ScriptArguments, EvalArguments], call("safety_rlhf.evaluate"), "safety evaluation and report"),
+        "demo": ([DemoArguments], call("safety_rlhf.demo"), "the whole pipeline offline on the tiny recipes"),
+        "push": ([PushArguments], call("safety_rlhf.hub"), "publish a run folder to the Hub with a model card"),
     }
 
 

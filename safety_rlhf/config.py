@@ -67,6 +67,8 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: boo
 def to_dict(args) -> dict:
     """A dataclass as plain YAML-safe data (TrainingArguments' own `to_dict` hides tokens)."""
     data = args.to_dict() if hasattr(args, "to_dict") else dataclasses.asdict(args)
+    if "stop_token" in data:  # `to_dict` masks every key ending in `_token`; this one is no secret
+        data["stop_token"] = args.stop_token
     return json.loads(json.dumps(data, default=str))
 
 

@@ -21,6 +21,8 @@ def load_reward(path: str | None):
 
 def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_args) -> SafetyPPOTrainer:
     resume = training_args.resume_from_checkpoint
+    if training_args.push_to_hub and not training_args.hub_model_id:
+        raise SafetyRLHFError("push_to_hub is set but hub_model_id is not; pass --hub_model_id you/model-name")
     check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, bool(resume))
     # Everything that can fail on bad input runs before the first byte is written to output_dir.
     tokenizer = load_tokenizer(model_args, training_args.trust_remote_code)
@@ -55,4 +57,14 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
         )
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub and trainer.accelerator.is_main_process:
+        from .hub import PushArguments, push
+
+        push(
+            PushArguments(
+                run_dir=training_args.output_dir,
+                hub_model_id=training_args.hub_model_id,
+                private=bool(training_args.hub_private_repo),
+            )
+        )
     return trainer

@@ -36,7 +36,7 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
 def test_help_lists_the_verbs(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(verb in out for verb in ("sft", "data", "tiny"))
+    assert all(verb in out for verb in ("tiny", "data", "sft", "reward", "ppo", "eval", "demo", "push"))
 
 
 def test_unknown_verb(capsys):
@@ -125,3 +125,23 @@ def test_ppo_verb_end_to_end_with_tensorboard(tmp_path, tiny_models, capsys):
     assert (out / "adapter_config.json").is_file() and (out / "value" / "value_head.safetensors").is_file()
     assert (out / "checkpoint-1" / "trainer_state.pt").is_file()
     assert list(out.rglob("events.out.tfevents.*")), "tensorboard wrote no event file"
+
+
+def test_push_to_hub_in_a_ppo_recipe_pushes_the_run(tmp_path, tiny_models, monkeypatch, capsys):
+    import safety_rlhf.hub
+
+    pushed = []
+    monkeypatch.setattr(safety_rlhf.hub, "push", lambda args: pushed.append(args) or "https://hf.co/me/x")
+    out = tmp_path / "ppo"
+    code = main(
+        ["ppo", "--config", str(ROOT / "recipes" / "tiny" / "ppo.yaml"), "--model_name_or_path",
+         str(tiny_models["policy"]), "--reward_model_path", str(tiny_models["classifier"]), "--output_dir", str(out),
+         "--max_steps", "1", "--response_length", "4", "--per_device_train_batch_size", "4",
+         "--gradient_accumulation_steps", "2", "--num_ppo_epochs", "1", "--push_to_hub", "true",
+         "--hub_model_id", "me/tiny-safety"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err[-2000:]
+    assert [(a.run_dir, a.hub_model_id) for a in pushed] == [(str(out), "me/tiny-safety")]
+    code, err = run_cli(capsys, "ppo", "--config", str(ROOT / "recipes" / "tiny" / "ppo.yaml"), "--push_to_hub",
+                        "true", "--output_dir", str(tmp_path / "other"))  # fmt: skip
+    assert code == 2 and "hub_model_id" in err
