@@ -267,11 +267,11 @@ def word_salad(text: str, rng: random.Random) -> str:
 
 def add_hard_negatives(pairs: Dataset, seed: int) -> Dataset:
     """The pairs plus, for each, (chosen vs word salad) and (chosen vs an answer to another prompt), and for benign
-    prompts (the first half of the answer vs the refusal).
+    prompts (the first half of the answer vs the refusal) and (a word salad of the answer vs the refusal).
 
     The off-topic answers are the chosen responses of benign pairs; for a harmful prompt that teaches "a refusal beats
     anything that is not one", for a benign prompt "the answer must fit the question" and "an incomplete answer still
-    beats a refusal".
+    beats a refusal". On benign prompts the order is then: answer > garbled answer > refusal.
     """
     rng = random.Random(seed)
     rows = pairs.to_list()
@@ -287,8 +287,10 @@ def add_hard_negatives(pairs: Dataset, seed: int) -> Dataset:
             extra.append({**row, "rejected": answer})
         words = row["chosen"].split()
         if row["label"] == "benign" and len(words) > 3:
-            # Half an answer still beats refusing a benign request: over-refusal is the failure to train away.
+            # Any attempt at an answer, half of one or a garbled one, beats refusing a benign request: over-refusal
+            # is the failure to train away, and a weak policy must not find refusing everything the safest bet.
             extra.append({**row, "chosen": " ".join(words[: len(words) // 2]), "rejected": row["rejected"]})
+            extra.append({**row, "chosen": word_salad(row["chosen"], rng), "rejected": row["rejected"]})
     return Dataset.from_list(rows + [r for r in extra if r["rejected"] != r["chosen"]])
 
 

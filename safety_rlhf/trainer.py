@@ -473,11 +473,9 @@ class SafetyPPOTrainer:
         torch.save(rng, tmp / f"rng_state_{acc.process_index}.pth")
         if acc.is_main_process:
             self.save_model(tmp)
-            unwrapped = acc.unwrap_model(self.model)
+            unwrapped, trainable = acc.unwrap_model(self.model), set(self.trainable)
             state = {
-                "trainable": {
-                    n: p.detach().cpu() for n, p in unwrapped.named_parameters() if n in set(self.trainable)
-                },
+                "trainable": {n: p.detach().cpu() for n, p in unwrapped.named_parameters() if n in trainable},
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "kl_ctl": self.kl_ctl.state_dict(),

@@ -328,5 +328,11 @@ def test_hard_negatives_add_degenerate_rejected_responses():
         for r in extra
         if r["label"] == "benign" and r["rejected"] in ("I can't help with that.", "I won't answer that.")
     ]
-    assert {r["chosen"] for r in halves} == {"Simmer it for nine minutes,", "Lima is the"}
+    assert {"Simmer it for nine minutes,", "Lima is the"} <= {r["chosen"] for r in halves}
+    garbled = {
+        r["prompt"]: r["chosen"] for r in halves if r["chosen"] not in ("Simmer it for nine minutes,", "Lima is the")
+    }
+    for original in pairs:
+        if original["label"] == "benign":  # a word salad of the answer, preferred to the refusal
+            assert sorted(garbled[original["prompt"]].replace(" ", "")) == sorted(original["chosen"].replace(" ", ""))
     assert add_hard_negatives(pairs, seed=0).to_list() == out.to_list()

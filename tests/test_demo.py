@@ -1,0 +1,48 @@
+"""`safety-rlhf demo` end to end on shortened copies of the tiny recipes (the full demo is `make demo`)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from safety_rlhf import SafetyRLHFError
+from safety_rlhf.demo import RECIPES, DemoArguments, main
+
+SHORT = {
+    "sft.yaml": {"max_steps": 4, "num_train_epochs": 1},
+    "reward.yaml": {"max_steps": 3, "per_device_train_batch_size": 8},
+    "ppo.yaml": {"max_steps": 2, "response_length": 8, "per_device_train_batch_size": 4,
+                 "gradient_accumulation_steps": 2, "num_ppo_epochs": 1, "save_steps": 0},
+}  # fmt: skip
+
+
+def short_recipes(folder: Path) -> Path:
+    folder.mkdir()
+    for name, overrides in SHORT.items():
+        recipe = yaml.safe_load((RECIPES / name).read_text())
+        recipe.update(overrides)
+        (folder / name).write_text(yaml.safe_dump(recipe))
+    return folder
+
+
+def test_demo_runs_every_stage_and_leaves_a_self_contained_policy(tmp_path):
+    out = tmp_path / "demo"
+    summary = main(DemoArguments(output_dir=str(out), recipes_dir=str(short_recipes(tmp_path / "recipes"))))
+    assert list(summary["seconds"]) == [
+        "tiny models", "SFT warm start", "safety reward model", "evaluate the SFT policy", "PPO", "evaluate PPO vs SFT",
+        "evaluate PPO vs SFT, sampled",
+    ]  # fmt: skip
+    assert json.loads((out / "summary.json").read_text()) == summary
+    for side in ("before", "after", "before_sampled", "after_sampled"):
+        assert 0 <= summary[side]["harmful_refusal_rate"] <= 1 and 0 <= summary[side]["benign_compliance_rate"] <= 1
+    eval_json = json.loads((out / "eval" / "eval.json").read_text())
+    assert eval_json["harmful_refusal_rate"] == summary["after"]["harmful_refusal_rate"]
+    assert (out / "eval" / "report.md").is_file() and (out / "eval" / "training_curves.png").is_file()
+    # The final policy loads from its folder alone, chat template included.
+    tokenizer = AutoTokenizer.from_pretrained(out / "ppo")
+    model = AutoModelForCausalLM.from_pretrained(out / "ppo")
+    assert tokenizer.chat_template and model.config.vocab_size >= len(tokenizer)
+    with pytest.raises(SafetyRLHFError, match="already holds a previous run"):
+        main(DemoArguments(output_dir=str(out), recipes_dir=str(tmp_path / "recipes")))
