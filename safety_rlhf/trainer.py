@@ -221,6 +221,9 @@ class SafetyPPOTrainer:
             self.load_checkpoint(find_checkpoint(args.output_dir, resume_from_checkpoint))
         if acc.is_main_process:
             Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+            if not resume_from_checkpoint:
+                # A new run (into a new folder, or one the user asked to overwrite) starts its own metrics file.
+                (Path(args.output_dir) / METRICS_FILE).unlink(missing_ok=True)
         acc.init_trackers(
             "safety-rlhf-ppo", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
         )

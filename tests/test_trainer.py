@@ -105,6 +105,9 @@ def test_ppo_raises_a_synthetic_reward(tiny_models, tmp_path):
     assert history[-1]["episode"] == 30 * 8
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(1, 31))
+    build(tiny_models, tmp_path, max_steps=2).train()  # a new run into the same folder starts a new metrics file
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
 
 
 def test_entropy_bonus_keeps_entropy_higher(tiny_models, tmp_path):
