@@ -34,7 +34,7 @@ import torch
 
 from . import SafetyRLHFError
 from .config import ScriptArguments, check_output_dir, save_config
-from .models import ADDED_PAD_TOKEN
+from .models import prepare_tokenizer
 
 EVAL_FILE = "eval.json"
 REPORT_FILE = "report.md"
@@ -187,19 +187,7 @@ def load_eval_tokenizer(path: str):
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:
         raise _load_error("tokenizer", source, err) from err
-    if tokenizer.eos_token_id is None:
-        raise SafetyRLHFError(f"tokenizer of {path!r} has no EOS token; use a chat model whose tokenizer sets one")
-    tokenizer.needs_resize = False
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        tokenizer.add_special_tokens({"pad_token": ADDED_PAD_TOKEN})
-        tokenizer.needs_resize = True
-    tokenizer.padding_side = "left"
-    if not tokenizer.chat_template:
-        raise SafetyRLHFError(
-            f"tokenizer of {path!r} has no chat template; evaluate an instruct/chat model, or save one with "
-            "`tokenizer.chat_template = ...` next to the model"
-        )
-    return tokenizer
+    return prepare_tokenizer(tokenizer, path)
 
 
 def load_model(path: str, dtype: str = "float32", device: str | None = None):

@@ -50,10 +50,13 @@ def load_tokenizer(model_args: ModelConfig, trust_remote_code: bool = False) -> 
         revision=model_args.model_revision,
         trust_remote_code=trust_remote_code,
     )
+    return prepare_tokenizer(tokenizer, model_args.model_name_or_path)
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrainedTokenizerBase:
+    """Checks and fixes shared by training and evaluation: an EOS, a PAD distinct from it, left padding, a template."""
     if tokenizer.eos_token_id is None:
-        raise SafetyRLHFError(
-            f"tokenizer of {model_args.model_name_or_path!r} has no EOS token; use a chat model whose tokenizer sets one"
-        )
+        raise SafetyRLHFError(f"tokenizer of {name!r} has no EOS token; use a chat model whose tokenizer sets one")
     tokenizer.needs_resize = False
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         tokenizer.add_special_tokens({"pad_token": ADDED_PAD_TOKEN})
@@ -61,10 +64,23 @@ def load_tokenizer(model_args: ModelConfig, trust_remote_code: bool = False) -> 
     tokenizer.padding_side = "left"
     if not tokenizer.chat_template:
         raise SafetyRLHFError(
-            f"tokenizer of {model_args.model_name_or_path!r} has no chat template; use an instruct/chat model, "
+            f"tokenizer of {name!r} has no chat template; use an instruct/chat model, "
             "or add one with `tokenizer.chat_template = ...` and save it next to the model"
         )
     return tokenizer
+
+
+def _prepare_for_training(model, quantized: bool, gradient_checkpointing: bool):
+    """k-bit preparation (fp32 norms, input grads) for a quantized model; non-reentrant checkpointing if asked."""
+    if quantized:
+        return prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
 
 
 def torch_dtype(model_args: ModelConfig):
@@ -109,14 +125,7 @@ def load_policy(
     model.config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if quantization_config is not None:
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
-    elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = _prepare_for_training(model, quantization_config is not None, gradient_checkpointing)
     peft_config = get_peft_config(model_args)
     if apply_peft and peft_config is not None:
         model = get_peft_model(model, peft_config)
@@ -186,14 +195,7 @@ def load_value_model(
                 "use a value model of the policy's family (same tokenizer)"
             )
         backbone.resize_token_embeddings(len(tokenizer))
-    if quantization_config is not None:
-        backbone = prepare_model_for_kbit_training(
-            backbone,
-            use_gradient_checkpointing=gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
-    elif gradient_checkpointing:
-        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    backbone = _prepare_for_training(backbone, quantization_config is not None, gradient_checkpointing)
     peft_config = get_peft_config(model_args)
     if peft_config is not None:
         peft_config.task_type = None
