@@ -6,12 +6,14 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 EXTRAS ?= dev,demo
 BIN := $(VENV)/bin
+PEER_VENV ?= .venv-peer
+ROUNDS ?= 3
 RECIPE ?=
 ACCELERATE ?=
 ARGS ?=
 LAUNCH = $(if $(ACCELERATE),$(BIN)/accelerate launch --config_file $(ACCELERATE) -m safety_rlhf.cli,$(BIN)/safety-rlhf)
 
-.PHONY: install test test-all quality style demo tiny data sft reward ppo eval push clean
+.PHONY: install test test-all quality style demo tiny data sft reward ppo eval push plan bench bench-peer clean
 
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +60,27 @@ eval:
 # make push ARGS="--run_dir runs/tiny/ppo --hub_model_id you/tiny-safety-ppo"  (token: HF_TOKEN or `hf auth login`)
 push:
 	$(BIN)/safety-rlhf push $(ARGS)
+
+# make plan RECIPE=recipes/qwen2.5-7b-instruct/ppo_qlora.yaml ARGS="--gpu_memory_gib 24"
+plan:
+	$(BIN)/safety-rlhf plan --config $(or $(RECIPE),recipes/qwen2.5-7b-instruct/ppo_qlora.yaml) $(ARGS)
+
+# The peer: TRL 1.12's PPOTrainer in its own virtualenv (trl==1.12.0 and the versions it was measured with).
+bench-peer:
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install "$(TORCH)"
+	$(PEER_VENV)/bin/python -m pip install -r benchmarks/peer_trl112/requirements.txt
+
+# Ours and the peer alternately, ROUNDS times each, in two scenarios; each prints the median ratio ours/peer.
+# Worst case: random weights, every response runs to response_length. Trained: make demo's SFT policy (built once),
+# bundled prompts, responses stop at EOS. ARGS go to both scripts of both scenarios.
+BENCH = $(BIN)/python benchmarks/compare.py --rounds $(ROUNDS) --peer_python $(PEER_VENV)/bin/python
+bench:
+	test -x $(PEER_VENV)/bin/python || $(MAKE) bench-peer
+	$(BENCH) --out runs/bench/worst-case.json $(ARGS)
+	$(BENCH) --policy_path tiny-sft --stop_token eos --prompt_length 96 --response_length 48 --updates 8 \
+		--warmup_updates 2 --out runs/bench/tiny-sft.json $(ARGS)
 
 clean:
 	rm -rf runs/ models/ .pytest_cache/ .ruff_cache/

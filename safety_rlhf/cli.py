@@ -26,6 +26,7 @@ def _verbs() -> dict:
     from .demo import DemoArguments
     from .evaluate import EvalArguments
     from .hub import PushArguments
+    from .plan import PlanArguments
     from .tiny import TinyArguments
 
     def call(module: str, name: str = "main"):
@@ -48,6 +49,11 @@ def _verbs() -> dict:
         "eval": ([ScriptArguments, EvalArguments], call("safety_rlhf.evaluate"), "safety evaluation and report"),
         "demo": ([DemoArguments], call("safety_rlhf.demo"), "the whole pipeline offline on the tiny recipes"),
         "push": ([PushArguments], call("safety_rlhf.hub"), "publish a run folder to the Hub with a model card"),
+        "plan": (
+            [ScriptArguments, SafetyPPOConfig, ModelConfig, PlanArguments],
+            call("safety_rlhf.plan"),
+            "estimate a PPO recipe's peak GPU memory and settings that fit",
+        ),
     }
 
 
@@ -70,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"safety-rlhf: error: unknown verb {verb!r}; choose one of {', '.join(verbs)}", file=sys.stderr)
         return 2
     types, entry, _ = verbs[verb]
+    if verb == "plan":
+        # Planning runs anywhere: a GPU recipe's bf16 must not fail TrainingArguments' checks on a CPU machine.
+        argv += ["--bf16", "false", "--fp16", "false", "--use_cpu", "true"]
     try:
         try:
             args = TrlParser(types, prog=f"safety-rlhf {verb}").parse_args_and_config(argv)

@@ -97,7 +97,7 @@ class SafetyPPOConfig(TrainingArguments):
 
     Parameters that control the rollout:
         response_length (`int`, *optional*, defaults to `53`): maximum number of generated tokens.
-        temperature (`float`, *optional*, defaults to `0.7`): sampling temperature; log-probs are recomputed from
+        temperature (`float`, *optional*, defaults to `0.7`): sampling temperature; every log-prob is taken from
             logits divided by it, so the ratio compares the distributions actually sampled from.
         top_p (`float`, *optional*, defaults to `1.0`): nucleus sampling.
         stop_token (`str` or `None`, *optional*, defaults to `"eos"`): `"eos"` stops at the tokenizer's EOS;
@@ -105,6 +105,10 @@ class SafetyPPOConfig(TrainingArguments):
         stop_token_id (`int` or `None`, *optional*, defaults to `None`): an explicit stop id instead.
         missing_eos_penalty (`float` or `None`, *optional*, defaults to `1.0`): subtracted from the score of a
             response that never emits its stop token (the EOS trick).
+        logprobs_from_generation (`bool`, *optional*, defaults to `True`): the rollout ("old") log-probs are read
+            while `generate` samples (one (B, V) step in memory at a time), saving a forward pass of the policy.
+            `False` recomputes them with a full forward pass: use it if the KV-cached decode and the full forward
+            differ in your precision (watch `val/ratio` on the first PPO epoch; it should be 1).
         local_rollout_forward_batch_size (`int`, *optional*, defaults to `64`): chunk size of generation and of
             the no-grad forward passes.
         total_episodes (`int` or `None`, *optional*, defaults to `None`): prompts to train on; `None` means
@@ -158,6 +162,9 @@ class SafetyPPOConfig(TrainingArguments):
     stop_token: str | None = field(default="eos", metadata={"help": "`eos` or None."})
     stop_token_id: int | None = field(default=None, metadata={"help": "Explicit stop token id."})
     missing_eos_penalty: float | None = field(default=1.0, metadata={"help": "Score penalty without stop token."})
+    logprobs_from_generation: bool = field(
+        default=True, metadata={"help": "Read old log-probs during generation (False: recompute by a forward)."}
+    )
     local_rollout_forward_batch_size: int = field(default=64, metadata={"help": "Chunk of no-grad passes."})
     total_episodes: int | None = field(default=None, metadata={"help": "Prompts to train on."})
 

@@ -5,11 +5,13 @@ every per-token tensor over the response is (B, R) and `mask` is 1 on the respon
 stop token.
 """
 
+import inspect
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
 from . import SafetyRLHFError
@@ -18,31 +20,80 @@ RewardFn = Callable[[list[str], list[str]], "list[float] | torch.Tensor"]
 
 
 def generation_config(args, tokenizer, stop_token_ids: list[int]) -> GenerationConfig:
-    """Pure sampling: no top-k, no repetition penalty, so the sampling distribution is softmax(logits / T)."""
+    """Pure sampling: no top-k, no repetition penalty, so the sampling distribution is softmax(logits / T).
+
+    Every knob is explicit: `generate` fills the unset ones from the model's generation_config.json (Qwen2.5-Instruct
+    ships repetition_penalty 1.05 and top_k 20), which would make the sampled distribution differ from the one
+    whose log-probs PPO uses.
+    """
     return GenerationConfig(
         max_new_tokens=args.response_length,
+        min_new_tokens=0,
         do_sample=True,
+        num_beams=1,
         temperature=args.temperature,
         top_p=args.top_p,
         top_k=0,
+        typical_p=1.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
         eos_token_id=stop_token_ids or None,
         pad_token_id=tokenizer.pad_token_id,
     )
 
 
+class SampledLogprobs(LogitsProcessor):
+    """Records log softmax(logits / T) of each sampled token while `generate` runs, one step in memory at a time.
+
+    `generate` calls processors before sampling, so step t keeps its (B, V) log-probs until step t + 1 shows which
+    token was sampled (the last column of `input_ids`); `finish` reads the last step from the returned sequences.
+    Custom processors run after `generate`'s own processors (none with our config) and before its temperature and
+    top-p warpers, so these are the log-probs of softmax(logits / T), as the training forward computes them.
+    TRL 1.12 instead keeps every step's scores, (B, R, V).
+    """
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+        self.previous = None
+        self.logprobs = []
+
+    def __call__(self, input_ids, scores):
+        if self.previous is not None:
+            self.logprobs.append(self.previous.gather(1, input_ids[:, -1:]))
+        self.previous = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, responses) -> torch.Tensor:
+        """(B, R') log-probs of the R' generated tokens of `responses` (B, R')."""
+        if self.previous is not None and len(self.logprobs) < responses.shape[1]:
+            self.logprobs.append(self.previous.gather(1, responses[:, -1:]))
+        self.previous = None
+        return torch.cat(self.logprobs, dim=1)
+
+
 @torch.no_grad()
-def generate(policy, queries, query_mask, gen_config, pad_token_id: int, chunk_size: int) -> torch.Tensor:
-    """Sample responses with the real `generate` (KV cache on); returns (B, R) padded with `pad_token_id`."""
+def generate(policy, queries, query_mask, gen_config, pad_token_id: int, chunk_size: int, with_logprobs=False):
+    """Sample responses with the real `generate` (KV cache on); returns (B, R) padded with `pad_token_id`.
+
+    With `with_logprobs`, also the (B, R) log-probs of the sampled tokens at temperature T (0 beyond each
+    response's end), read during generation by `SampledLogprobs`.
+    """
     width = gen_config.max_new_tokens
-    responses = []
+    responses, logprobs = [], []
     for start in range(0, queries.shape[0], chunk_size):
         q = queries[start : start + chunk_size]
+        recorder = SampledLogprobs(gen_config.temperature) if with_logprobs else None
         out = policy.generate(
-            input_ids=q, attention_mask=query_mask[start : start + chunk_size], generation_config=gen_config
+            input_ids=q,
+            attention_mask=query_mask[start : start + chunk_size],
+            generation_config=gen_config,
+            logits_processor=LogitsProcessorList([recorder] if recorder else []),
         )
         response = out[:, q.shape[1] :]
         responses.append(torch.nn.functional.pad(response, (0, width - response.shape[1]), value=pad_token_id))
-    return torch.cat(responses)
+        if recorder:
+            logprobs.append(torch.nn.functional.pad(recorder.finish(response), (0, width - response.shape[1])))
+    return (torch.cat(responses), torch.cat(logprobs)) if with_logprobs else torch.cat(responses)
 
 
 def truncate_at_stop(responses, stop_token_ids: list[int], pad_token_id: int):
@@ -68,24 +119,58 @@ def position_ids_from(attention_mask):
     return (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
-def response_logprobs(logits, responses, temperature: float, with_entropy: bool = False):
-    """Log-probs of the sampled tokens under softmax(logits / T); logits already cut to the response: (B, R, V)."""
+def response_logprobs(logits, responses, temperature: float, with_entropy: bool = False, entropy_grad: bool = True):
+    """Log-probs of the sampled tokens under softmax(logits / T); logits already cut to the response: (B, R, V).
+
+    With `with_entropy`, also the entropy of that distribution per token; `entropy_grad=False` computes it without
+    a graph (for logging only: no backward pass through a (B, R, V) softmax when the entropy bonus is off).
+    """
     logits = logits / temperature
     logprobs = selective_log_softmax(logits, responses)
-    return (logprobs, entropy_from_logits(logits)) if with_entropy else logprobs
+    if not with_entropy:
+        return logprobs
+    with nullcontext() if entropy_grad else torch.no_grad():
+        return logprobs, entropy_from_logits(logits)
+
+
+def accepts_logits_to_keep(model) -> bool:
+    """Whether the causal LM (or the base of a PEFT model) can compute logits for the last positions only."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def response_logits(model, input_ids, attention_mask, position_ids, response_length: int, keep: bool | None = None):
+    """Logits (B, R, V) that predicted each of the last R tokens, from one forward pass on prompt + response.
+
+    The LM head runs on the R + 1 last positions only when the model allows it (`logits_to_keep`): prompt positions
+    need no (T, V) logits, which are most of the memory and a large share of the FLOPs of small models.
+    """
+    if keep is None:
+        keep = accepts_logits_to_keep(model)
+    extra = {"logits_to_keep": response_length + 1} if keep else {}
+    logits = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, **extra
+    ).logits
+    return logits[:, -response_length - 1 : -1]
+
+
+def micro_batch_columns(query_mask, lengths) -> tuple[int, int]:
+    """(first prompt column any row uses, longest response) of some rows: the columns their forward pass needs."""
+    used = query_mask.any(dim=0)
+    start = int(used.int().argmax()) if bool(used.any()) else query_mask.shape[1] - 1
+    return start, int(lengths.max())
 
 
 def forward_response(model, queries, responses, query_mask, mask):
     """Logits (B, R, V) that predicted each response token, from one forward pass on prompt + response."""
     attention_mask = torch.cat([query_mask, mask.to(query_mask.dtype)], dim=1)
-    out = model(
-        input_ids=torch.cat([queries, responses], dim=1),
-        attention_mask=attention_mask,
-        position_ids=position_ids_from(attention_mask),
-        use_cache=False,
+    return response_logits(
+        model,
+        torch.cat([queries, responses], dim=1),
+        attention_mask,
+        position_ids_from(attention_mask),
+        responses.shape[1],
     )
-    context = queries.shape[1]
-    return out.logits[:, context - 1 : -1]
 
 
 def score(reward_fn: RewardFn, prompts: list[str], completions: list[str], device) -> torch.Tensor:

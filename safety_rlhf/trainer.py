@@ -13,7 +13,8 @@ Departures from TRL 1.12's PPOTrainer (each a fix of a documented limitation):
     3. One optimizer step per mini-batch whatever the accumulation (trl#5645), token-mean over the whole mini-batch
        (so accumulation does not change the update), and metrics averaged over every micro-batch (no dilution).
     4. Entropy bonus (`ent_coef`), gradient clipping (`max_grad_norm`), adaptive KL, full-state resume.
-    5. Old log-probs are recomputed with a forward pass rather than read from `generate`'s scores.
+    5. Old log-probs are read during generation one step at a time (`rollout.SampledLogprobs`), not from a stored
+       (B, R, V) tensor of scores; `logprobs_from_generation=False` recomputes them with a forward pass instead.
 """
 
 import json
@@ -23,12 +24,13 @@ import random
 import re
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from peft import PeftModel
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -42,6 +44,27 @@ from .config import SafetyPPOConfig
 METRICS_FILE = "metrics.jsonl"
 STATE_FILE = "trainer_state.pt"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+STAT_KEYS = ("pg_loss", "vf_loss", "pg_clipfrac", "vf_clipfrac", "approxkl", "entropy", "ratio", "ratio_var")
+
+
+class PhaseTimer:
+    """Wall-clock seconds per phase of an update (`time/*` metrics); waits for the GPU at each boundary."""
+
+    PHASES = ("generation", "forward", "scoring", "optimization")
+
+    def __init__(self, device: torch.device):
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+
+    @contextmanager
+    def __call__(self, phase: str):
+        self.sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sync()
+            self.seconds[phase] += time.perf_counter() - start
 
 
 class PolicyAndValue(torch.nn.Module):
@@ -51,11 +74,13 @@ class PolicyAndValue(torch.nn.Module):
         super().__init__()
         self.policy = policy
         self.value = value
+        self.keep_logits = rollout.accepts_logits_to_keep(policy)
 
-    def forward(self, input_ids, attention_mask, position_ids):
-        logits = self.policy(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        ).logits
+    def forward(self, input_ids, attention_mask, position_ids, response_length: int):
+        """Logits (B, R, V) predicting the last R tokens, and values (B, T) at every position."""
+        logits = rollout.response_logits(
+            self.policy, input_ids, attention_mask, position_ids, response_length, keep=self.keep_logits
+        )
         return logits, self.value(input_ids, attention_mask, position_ids)
 
     # TRL's `unwrap_model_for_generation` (ZeRO-3 parameter gathering) toggles checkpointing on the model it unwraps.
@@ -166,12 +191,17 @@ class SafetyPPOTrainer:
         # Optimizer and schedule (one scheduler step per update, as in TRL)
         self.model = PolicyAndValue(model, value_model)
         params = [p for p in self.model.parameters() if p.requires_grad]
+        # Fused AdamW (one kernel for all parameters, CPU and CUDA) except under DeepSpeed, which brings its own.
+        fused = self.accelerator.distributed_type != DistributedType.DEEPSPEED and all(
+            p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params
+        )
         optimizer = torch.optim.AdamW(
             params,
             lr=args.learning_rate,
             betas=(args.adam_beta1, args.adam_beta2),
             eps=args.adam_epsilon,
             weight_decay=args.weight_decay,
+            fused=fused,
         )
         self.scheduler = get_scheduler(
             args.lr_scheduler_type,
@@ -229,7 +259,12 @@ class SafetyPPOTrainer:
         )
         history = []
         start_time, start_update = time.time(), self.update
-        bar = tqdm(total=self.num_updates, initial=self.update, disable=not acc.is_local_main_process, desc="ppo")
+        bar = tqdm(
+            total=self.num_updates,
+            initial=self.update,
+            disable=bool(args.disable_tqdm) or not acc.is_local_main_process,
+            desc="ppo",
+        )
         while self.update < self.num_updates:
             metrics, samples = self.step(self.batch(self.update))
             self.update += 1
@@ -263,18 +298,26 @@ class SafetyPPOTrainer:
         chunk = args.local_rollout_forward_batch_size
         unwrapped = acc.unwrap_model(self.model)
         unwrapped.eval()
+        timer, start = PhaseTimer(acc.device), time.perf_counter()
 
         # 1. Generate: sampling with temperature/top_p, KV cache, stop at EOS; everything after it becomes PAD.
-        with unwrap_model_for_generation(self.model, acc, gather_deepspeed3_params=True) as gen_model:
-            responses = rollout.generate(
-                gen_model.policy, queries, query_mask, self.gen_config, tok.pad_token_id, chunk
+        with timer("generation"), unwrap_model_for_generation(self.model, acc, gather_deepspeed3_params=True) as gm:
+            from_generation = args.logprobs_from_generation
+            generated = rollout.generate(
+                gm.policy, queries, query_mask, self.gen_config, tok.pad_token_id, chunk, with_logprobs=from_generation
             )
+            responses, generated_logprobs = generated if from_generation else (generated, None)
         responses, mask, lengths, has_stop = rollout.truncate_at_stop(responses, self.stop_token_ids, tok.pad_token_id)
-        maskf = mask.float()  # (B, R)
+        # Columns after the longest response are padding in every row: no pass below computes them.
+        width = int(lengths.max())
+        responses, mask = responses[:, :width], mask[:, :width]
+        if generated_logprobs is not None:
+            generated_logprobs = generated_logprobs[:, :width]
+        maskf = mask.float()  # (B, R), R <= response_length
 
         # 2. Log-probs of the sampled tokens (policy and reference, logits / T) and values, without grad.
         logprobs, ref_logprobs, values = [], [], []
-        with torch.no_grad():
+        with timer("forward"), torch.no_grad():
             for s in range(0, queries.shape[0], chunk):
                 q, qm, r, m = (
                     queries[s : s + chunk],
@@ -282,8 +325,10 @@ class SafetyPPOTrainer:
                     responses[s : s + chunk],
                     mask[s : s + chunk],
                 )
-                logits = rollout.forward_response(unwrapped.policy, q, r, qm, m)
-                logprobs.append(rollout.response_logprobs(logits, r, args.temperature))
+                if generated_logprobs is None:
+                    logits = rollout.forward_response(unwrapped.policy, q, r, qm, m)
+                    logprobs.append(rollout.response_logprobs(logits, r, args.temperature))
+                    del logits
                 if self.ref_model is None:
                     with unwrapped.policy.disable_adapter():
                         ref_logits = rollout.forward_response(unwrapped.policy, q, r, qm, m)
@@ -293,12 +338,14 @@ class SafetyPPOTrainer:
                 attention = torch.cat([qm, m.to(qm.dtype)], dim=1)
                 v = unwrapped.value(torch.cat([q, r], dim=1), attention, rollout.position_ids_from(attention))
                 values.append(v[:, context - 1 : -1].float())
-                del logits, ref_logits
-        logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values) * maskf
+                del ref_logits
+        logprobs = generated_logprobs if generated_logprobs is not None else torch.cat(logprobs)
+        ref_logprobs, values = torch.cat(ref_logprobs), torch.cat(values) * maskf
 
         # 3. Score the decoded completions with the reward's own tokenizer; the EOS trick on missing stop tokens.
-        completions = tok.batch_decode(responses, skip_special_tokens=True)
-        raw_scores = rollout.score(self.reward_fn, batch["prompts"], completions, acc.device)
+        with timer("scoring"):
+            completions = tok.batch_decode(responses, skip_special_tokens=True)
+            raw_scores = rollout.score(self.reward_fn, batch["prompts"], completions, acc.device)
         scores = raw_scores.clone()
         if args.missing_eos_penalty is not None and self.stop_token_ids:
             scores = torch.where(has_stop, scores, scores - args.missing_eos_penalty)
@@ -320,58 +367,57 @@ class SafetyPPOTrainer:
 
         query_responses = torch.cat([queries, responses], dim=1)
         attention_mask = torch.cat([query_mask, mask.to(query_mask.dtype)], dim=1)
-        position_ids = rollout.position_ids_from(attention_mask)
-        stats = {
-            k: []
-            for k in ("pg_loss", "vf_loss", "pg_clipfrac", "vf_clipfrac", "approxkl", "entropy", "ratio", "ratio_var")
+        rollout_batch = {
+            "query_responses": query_responses,
+            "attention_mask": attention_mask,
+            "position_ids": rollout.position_ids_from(attention_mask),
+            "query_mask": query_mask,
+            "responses": responses,
+            "lengths": lengths,
+            "mask": maskf,
+            "logprobs": logprobs,
+            "values": values,
+            "returns": returns,
+            "advantages": advantages,
         }
         finite = rollout.is_finite(rewards, advantages, values)
+        sequence_lengths = query_mask.sum(1) + lengths
 
         # 6. PPO epochs: shuffled mini-batches, each one optimizer step over accumulated micro-batches.
         unwrapped.train()
-        local_bs, mini, micro = args.local_batch_size, args.local_mini_batch_size, args.per_device_train_batch_size
-        for _ in range(args.num_ppo_epochs if finite else 0):
-            order = torch.randperm(local_bs, device=acc.device)
-            for mb_start in range(0, local_bs, mini):
-                mb = order[mb_start : mb_start + mini]
-                # Token-mean over the whole mini-batch (all processes): micro-batches are weighted by their tokens.
-                mb_tokens = acc.reduce(maskf[mb].sum(), reduction="sum")
-                for mc_start in range(0, mini, micro):
-                    idx = mb[mc_start : mc_start + micro]
-                    last = mc_start + micro >= mini
-                    with nullcontext() if last else acc.no_sync(self.model):
-                        logits, vpred = self.model(query_responses[idx], attention_mask[idx], position_ids[idx])
-                        new_logprobs, entropy = rollout.response_logprobs(
-                            logits[:, context - 1 : -1], responses[idx], args.temperature, with_entropy=True
-                        )
-                        vpred = vpred[:, context - 1 : -1].float()
-                        m = maskf[idx]
-                        pg_loss, pg_stats = ppo_core.policy_loss(
-                            new_logprobs, logprobs[idx], advantages[idx], m, args.cliprange
-                        )
-                        vf_loss, vf_stats = ppo_core.value_loss(
-                            vpred, values[idx], returns[idx], m, args.cliprange_value
-                        )
-                        entropy_mean = ppo_core.masked_mean(entropy, m)
-                        loss = pg_loss + args.vf_coef * vf_loss - args.ent_coef * entropy_mean
-                        if not rollout.is_finite(loss):
-                            finite = False
-                            break
-                        acc.backward(loss * m.sum() * acc.num_processes / mb_tokens * self.micro_per_step)
-                    for key, value in (("pg_loss", pg_loss), ("vf_loss", vf_loss), ("pg_clipfrac", pg_stats["clipfrac"]),
-                                       ("vf_clipfrac", vf_stats["clipfrac"]), ("approxkl", pg_stats["approxkl"]),
-                                       ("entropy", entropy_mean), ("ratio", pg_stats["ratio"]),
-                                       ("ratio_var", pg_stats["ratio_var"])):  # fmt: skip
-                        stats[key].append(value.detach().float())
-                if not finite:
+        stats = {k: [] for k in STAT_KEYS}
+        with timer("optimization"):
+            local_bs, mini, micro = args.local_batch_size, args.local_mini_batch_size, args.per_device_train_batch_size
+            for _ in range(args.num_ppo_epochs if finite else 0):
+                order = torch.randperm(local_bs, device=acc.device)
+                for mb_start in range(0, local_bs, mini):
+                    mb = order[mb_start : mb_start + mini]
+                    # Rows of similar length share a micro-batch, so each forward pass has little padding to cut. The
+                    # loss is a token sum over the whole mini-batch: the grouping does not change the update.
+                    mb = mb[torch.argsort(sequence_lengths[mb], descending=True, stable=True)]
+                    # Token-mean over the whole mini-batch (all processes): micro-batches are weighted by their tokens.
+                    mb_tokens = acc.reduce(maskf[mb].sum(), reduction="sum")
+                    for mc_start in range(0, mini, micro):
+                        last = mc_start + micro >= mini
+                        with nullcontext() if last else acc.no_sync(self.model):
+                            loss, tokens, micro_stats = self.micro_batch_loss(
+                                rollout_batch, mb[mc_start : mc_start + micro], context
+                            )
+                            if not rollout.is_finite(loss):
+                                finite = False
+                                break
+                            acc.backward(loss * tokens * acc.num_processes / mb_tokens * self.micro_per_step)
+                        for key, value in micro_stats.items():
+                            stats[key].append(value.detach().float())
+                    if not finite:
+                        self.optimizer.zero_grad()
+                        break
+                    if args.max_grad_norm and args.max_grad_norm > 0:
+                        acc.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+                    self.optimizer.step()
                     self.optimizer.zero_grad()
+                if not finite:
                     break
-                if args.max_grad_norm and args.max_grad_norm > 0:
-                    acc.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
-                self.optimizer.step()
-                self.optimizer.zero_grad()
-            if not finite:
-                break
         if not finite:
             self.nonfinite_streak += 1
             if self.nonfinite_streak >= args.max_nonfinite_updates:
@@ -400,6 +446,8 @@ class SafetyPPOTrainer:
             "val/explained_variance": mean(ppo_core.explained_variance(values, returns, maskf)),
             "kl_coef": self.kl_ctl.value,
             "nonfinite_update": int(not finite),
+            **{f"time/{phase}": seconds for phase, seconds in timer.seconds.items()},
+            "time/update": time.perf_counter() - start,
         }
         if stats["pg_loss"]:
             avg = {k: mean(torch.stack(v)) for k, v in stats.items()}
@@ -418,6 +466,43 @@ class SafetyPPOTrainer:
         metrics.update(self.safety_metrics(batch.get("labels"), completions))
         samples = list(zip(batch["prompts"], completions, scores.tolist(), strict=True))[: args.sample_completions]
         return metrics, samples
+
+    def micro_batch_loss(self, rb: dict, idx, context: int):
+        """PPO loss of the rows `idx` of the rollout batch `rb`, its number of response tokens, and its statistics.
+
+        The forward pass runs on this micro-batch's own columns: prompt padding that every row has (left) and response
+        columns after its longest response are cut, which changes no valid token's logits or values.
+        """
+        args = self.args
+        start, width = rollout.micro_batch_columns(rb["query_mask"][idx], rb["lengths"][idx])
+        cols = slice(start, context + width)
+        logits, vpred = self.model(
+            rb["query_responses"][idx, cols], rb["attention_mask"][idx, cols], rb["position_ids"][idx, cols], width
+        )
+        new_logprobs, entropy = rollout.response_logprobs(
+            logits, rb["responses"][idx, :width], args.temperature, with_entropy=True, entropy_grad=args.ent_coef != 0
+        )
+        vpred = vpred[:, context - start - 1 : -1].float()
+        m = rb["mask"][idx, :width]
+        pg_loss, pg_stats = ppo_core.policy_loss(
+            new_logprobs, rb["logprobs"][idx, :width], rb["advantages"][idx, :width], m, args.cliprange
+        )
+        vf_loss, vf_stats = ppo_core.value_loss(
+            vpred, rb["values"][idx, :width], rb["returns"][idx, :width], m, args.cliprange_value
+        )
+        entropy_mean = ppo_core.masked_mean(entropy, m)
+        loss = pg_loss + args.vf_coef * vf_loss - args.ent_coef * entropy_mean
+        stats = {
+            "pg_loss": pg_loss,
+            "vf_loss": vf_loss,
+            "pg_clipfrac": pg_stats["clipfrac"],
+            "vf_clipfrac": vf_stats["clipfrac"],
+            "approxkl": pg_stats["approxkl"],
+            "entropy": entropy_mean,
+            "ratio": pg_stats["ratio"],
+            "ratio_var": pg_stats["ratio_var"],
+        }
+        return loss, m.sum(), stats
 
     def safety_metrics(self, labels, completions) -> dict:
         """Refusal rates of this rollout (sampled at the training temperature) by the phrase-list detector."""

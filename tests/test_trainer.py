@@ -276,3 +276,78 @@ def test_batch_sizes_are_derived_and_checked(tmp_path):
         config(tmp_path, gradient_accumulation_steps=3, num_mini_batches=2)
     with pytest.raises(SafetyRLHFError, match="kl_estimator='k2'"):
         config(tmp_path, kl_estimator="k2")
+
+
+def test_logprobs_read_during_generation_equal_a_recomputing_run(tiny_models, tmp_path):
+    """Same seed, one update: reading old log-probs while sampling or recomputing them gives the same update."""
+    runs = {}
+    for from_generation in (True, False):
+        trainer = build(
+            tiny_models, tmp_path / str(from_generation), max_steps=1, num_ppo_epochs=1,
+            logprobs_from_generation=from_generation, stop_token=None, stop_token_id=5,
+            learning_rate=1.0, adam_epsilon=1.0,  # Adam with a large eps: the step is ~ the gradient itself
+        )  # fmt: skip
+        runs[from_generation] = (trainer.train()[0], params(trainer.model))
+    (fast, fast_params), (slow, slow_params) = runs[True], runs[False]
+    assert fast["val/ratio"] == pytest.approx(1.0, abs=1e-5)  # one epoch, one step: old = new before the step
+    for key in ("objective/kl", "objective/entropy", "objective/scores", "loss/policy_avg", "loss/value_avg"):
+        assert fast[key] == pytest.approx(slow[key], rel=1e-4, abs=1e-6), key
+    for name in fast_params:
+        torch.testing.assert_close(fast_params[name], slow_params[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_sampled_logprobs_match_a_full_forward(tiny_models):
+    margs = model_args(tiny_models["policy"])
+    tokenizer = load_tokenizer(margs)
+    policy = load_policy(margs, tokenizer).eval()
+    args = config(tiny_models["policy"].parent, response_length=12, temperature=0.7)
+    gen_config = rollout.generation_config(args, tokenizer, [tokenizer.eos_token_id, 7])
+    batch = tokenizer.pad(
+        {"input_ids": [tokenizer(p)["input_ids"] for p in PROMPTS[:5]]}, padding=True, return_tensors="pt"
+    )
+    torch.manual_seed(0)
+    responses, logprobs = rollout.generate(
+        policy, batch["input_ids"], batch["attention_mask"], gen_config, tokenizer.pad_token_id, 2, with_logprobs=True
+    )
+    responses, mask, _, _ = rollout.truncate_at_stop(responses, [tokenizer.eos_token_id, 7], tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = rollout.forward_response(policy, batch["input_ids"], responses, batch["attention_mask"], mask)
+        expected = rollout.response_logprobs(logits, responses, 0.7)
+    assert logprobs.shape == expected.shape == (5, 12)
+    torch.testing.assert_close(logprobs[mask], expected[mask], rtol=0, atol=1e-5)
+
+
+def test_generation_config_overrides_the_models_sampling_defaults(tiny_models):
+    """Qwen2.5-Instruct ships repetition_penalty 1.05 and top_k 20: they must not reach PPO's sampling."""
+    margs = model_args(tiny_models["policy"])
+    tokenizer = load_tokenizer(margs)
+    policy = load_policy(margs, tokenizer)
+    policy.generation_config.repetition_penalty = 1.05
+    policy.generation_config.top_k = 20
+    policy.generation_config.no_repeat_ngram_size = 3
+    gen_config = rollout.generation_config(config(tiny_models["policy"].parent), tokenizer, [tokenizer.eos_token_id])
+    merged, _ = policy._prepare_generation_config(gen_config)  # what `generate` will use
+    assert (merged.repetition_penalty, merged.top_k, merged.no_repeat_ngram_size) == (1.0, 0, 0)
+
+
+def test_response_logits_for_kept_positions_and_trimmed_columns(tiny_models):
+    margs = model_args(tiny_models["policy"])
+    tokenizer = load_tokenizer(margs)
+    policy = load_policy(margs, tokenizer).eval()
+    assert rollout.accepts_logits_to_keep(policy)
+    ids = torch.randint(3, 200, (3, 10))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # left padding of row 0
+    mask[1, :2] = 0
+    mask[2, :3] = 0
+    position_ids = rollout.position_ids_from(mask)
+    with torch.no_grad():
+        kept = rollout.response_logits(policy, ids, mask, position_ids, 4, keep=True)
+        full = rollout.response_logits(policy, ids, mask, position_ids, 4, keep=False)
+        # Every row pads at least 2 columns: dropping them changes no logit.
+        trimmed = rollout.response_logits(policy, ids[:, 2:], mask[:, 2:], position_ids[:, 2:], 4)
+    assert kept.shape == (3, 4, policy.config.vocab_size)
+    torch.testing.assert_close(kept, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(trimmed, full, rtol=1e-5, atol=1e-5)
+    assert rollout.micro_batch_columns(mask[:, :6], torch.tensor([3, 1, 2])) == (2, 3)
+    assert rollout.micro_batch_columns(mask[1:2, :6], torch.tensor([4])) == (2, 4)

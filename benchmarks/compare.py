@@ -1,0 +1,82 @@
+"""Ours against TRL 1.12's PPOTrainer, alternately, several rounds: the median ratio ours/peer.
+
+    make bench                                         # = the line below, after `make bench-peer`
+    .venv/bin/python benchmarks/compare.py --rounds 3 [any ppo_throughput.py flag, passed to both]
+
+Each run is a fresh process (same models, data, settings and seed); rounds alternate ours and the peer so that a
+slow spell of the machine hits both. Prints every JSON line, then one summary line; with `--out`, writes them all.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OURS = HERE / "ppo_throughput.py"
+PEER = HERE / "peer_trl112" / "ppo_throughput_trl112.py"
+
+
+def run(python: str, script: Path, flags: list[str]) -> dict:
+    proc = subprocess.run([python, str(script), *flags], capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        sys.exit(f"{script.name} failed (exit {proc.returncode}) with {python}:\n{tail}")
+    return json.loads(lines[-1])
+
+
+def summarize(ours: list[dict], peer: list[dict]) -> dict:
+    def median(runs, key):
+        return statistics.median(r[key] for r in runs)
+
+    out = {
+        "rounds": len(ours),
+        "ours_samples_per_s": median(ours, "samples_per_s"),
+        "peer_samples_per_s": median(peer, "samples_per_s"),
+        "ours_peak_rss_mib": median(ours, "peak_rss_mib"),
+        "peer_peak_rss_mib": median(peer, "peak_rss_mib"),
+        # Ratio of the medians and median of the per-round ratios (the latter pairs runs that ran back to back).
+        "speedup_median_of_rounds": statistics.median(
+            o["samples_per_s"] / p["samples_per_s"] for o, p in zip(ours, peer, strict=True)
+        ),
+    }
+    out["speedup"] = out["ours_samples_per_s"] / out["peer_samples_per_s"]
+    out["peak_rss_ratio"] = out["ours_peak_rss_mib"] / out["peer_peak_rss_mib"]
+    if ours[0]["peak_gpu_mib"] is not None and peer[0]["peak_gpu_mib"] is not None:
+        out["ours_peak_gpu_mib"] = median(ours, "peak_gpu_mib")
+        out["peer_peak_gpu_mib"] = median(peer, "peak_gpu_mib")
+        out["peak_gpu_ratio"] = out["ours_peak_gpu_mib"] / out["peer_peak_gpu_mib"]
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--python", default=sys.executable, help="Our virtualenv's python.")
+    p.add_argument("--peer_python", default=".venv-peer/bin/python", help="The peer's virtualenv (make bench-peer).")
+    p.add_argument("--out", default=None, help="Also write every line and the summary to this JSON file.")
+    args, flags = p.parse_known_args(argv)
+    if not Path(args.peer_python).is_file():
+        sys.exit(f"no peer python at {args.peer_python}; run `make bench-peer` first (installs trl==1.12.0)")
+    if args.rounds < 1:
+        sys.exit(f"--rounds {args.rounds}: at least 1 round is needed")
+    # Our script builds the tiny models for these flags; the peer reads them.
+    ours, peer = [], []
+    for i in range(args.rounds):
+        for name, python, script, runs in (("ours", args.python, OURS, ours), ("peer", args.peer_python, PEER, peer)):
+            result = run(python, script, [*flags, "--label", f"{name} round {i + 1}"])
+            runs.append(result)
+            print(json.dumps(result), flush=True)
+    summary = summarize(ours, peer)
+    print(json.dumps({"summary": summary}), flush=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"ours": ours, "peer": peer, "summary": summary}, indent=1) + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""`safety-rlhf plan`: estimated peak GPU memory of a PPO recipe, per component, and settings that fit a GPU.
+
+    safety-rlhf plan --config recipes/qwen2.5-7b-instruct/ppo_qlora.yaml --gpu_memory_gib 24
+    make plan RECIPE=recipes/qwen2.5-0.5b-instruct/ppo.yaml ARGS="--gpu_memory_gib 16"
+
+Every figure is an estimate from the architecture (parameter counts are exact: the model is built on the `meta`
+device from its config) and from the recipe (precision, 4-bit, LoRA, micro-batch, lengths, checkpointing). The
+allocated peak is comparable with `torch.cuda.max_memory_allocated`; the fit test adds `reserve_fraction` and
+`reserve_gib` for the CUDA context and the allocator's fragmentation. One process's memory: DDP replicates it,
+DeepSpeed ZeRO shards the trainable state and (ZeRO-3) the weights, which this plan does not model.
+
+Phases, which do not overlap, so the peak is the static part plus the largest of them:
+    generation  KV cache of one chunk (`local_rollout_forward_batch_size` sequences of prompt + response tokens)
+    rollout     no-grad forward passes (reference, critic, reward; the policy too without logprobs_from_generation):
+                one layer's activations of a chunk, the (chunk, R + 1, V) response logits and their scaled copy
+    training    policy and critic activations of one micro-batch, stored for backward (all layers, or only each
+                layer's input plus one recomputed layer under gradient checkpointing), and the (micro, R + 1, V)
+                logits, their temperature-scaled copy and gradient
+"""
+
+import functools
+import json
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from . import SafetyRLHFError
+
+GIB = 2**30
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "auto": 2, None: 4}
+# bitsandbytes NF4 with blocksize 64: 4 bits per weight plus the absmax constants, one per block of 64 (fp32, or 8-bit
+# with double quantization, which adds one fp32 constant per 256 blocks).
+NF4_BYTES = {False: 0.5 + 4 / 64, True: 0.5 + 1 / 64 + 4 / (64 * 256)}
+
+# Architectures of models a recipe names, for planning without their files (config.json of each Hub repository;
+# the Instruct models share their base's architecture).
+KNOWN_CONFIGS = {
+    "qwen2.5-0.5b": dict(
+        model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=32768,
+        rope_theta=1000000.0, rms_norm_eps=1e-6, torch_dtype="bfloat16",
+    ),
+    "qwen2.5-1.5b": dict(
+        model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=32768,
+        rope_theta=1000000.0, rms_norm_eps=1e-6, torch_dtype="bfloat16",
+    ),
+    "qwen2.5-3b": dict(
+        model_type="qwen2", hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+        num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=32768,
+        rope_theta=1000000.0, rms_norm_eps=1e-6, torch_dtype="bfloat16",
+    ),
+    "qwen2.5-7b": dict(
+        model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False, max_position_embeddings=32768,
+        rope_theta=1000000.0, rms_norm_eps=1e-6, torch_dtype="bfloat16",
+    ),
+    "all-minilm-l6-v2": dict(
+        model_type="bert", hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=12,
+        vocab_size=30522, max_position_embeddings=512, type_vocab_size=2, torch_dtype="float32",
+    ),
+}  # fmt: skip
+KNOWN_CONFIGS["minilm"] = KNOWN_CONFIGS["all-minilm-l6-v2"]
+
+
+@dataclass
+class PlanArguments:
+    """Arguments of `safety-rlhf plan` (the recipe itself comes with `--config`)."""
+
+    gpu_memory_gib: float = field(default=24.0, metadata={"help": "Memory of the GPU to plan for, in GiB."})
+    reserve_fraction: float = field(default=0.1, metadata={"help": "Share kept free for fragmentation."})
+    reserve_gib: float = field(default=0.75, metadata={"help": "GiB kept free for the CUDA context."})
+    reward_model_config: str | None = field(
+        default=None, metadata={"help": "Architecture of the reward model when its folder does not exist yet."}
+    )
+    json_output: bool = field(default=False, metadata={"help": "Print the plan as one JSON object."})
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Architecture
+def known_architecture(name: str) -> str | None:
+    """The `KNOWN_CONFIGS` key of a Hub id (`Qwen/Qwen2.5-7B-Instruct`) or of a run folder named after its base
+    (`runs/qwen2.5-0.5b/reward`)."""
+    key = name.lower().rstrip("/").split("/")[-1].replace("-instruct", "")
+    if key in KNOWN_CONFIGS:
+        return key
+    matches = [k for k in KNOWN_CONFIGS if k in name.lower() and k != "minilm"]
+    return max(matches, key=len) if matches else None
+
+
+@functools.lru_cache(maxsize=16)
+def resolve_config(name: str, what: str):
+    """(transformers config, where it came from): a folder or the Hub cache, then `KNOWN_CONFIGS`, then the Hub."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name, local_files_only=True), name
+    except (OSError, ValueError) as err:
+        error = err
+    known = known_architecture(name)
+    if known is not None:
+        values = dict(KNOWN_CONFIGS[known])
+        return AutoConfig.for_model(values.pop("model_type"), **values), f"{name} (not on disk; known {known} shapes)"
+    if not os.environ.get("HF_HUB_OFFLINE"):
+        try:
+            return AutoConfig.from_pretrained(name), name
+        except (OSError, ValueError) as err:
+            error = err
+    raise SafetyRLHFError(
+        f"{what} {name!r}: no config.json found ({' '.join(str(error).split())[:120]}); pass a model folder or a "
+        f"cached Hub id, or a known architecture ({', '.join(sorted(KNOWN_CONFIGS))})"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def meta_model_of(name: str, what: str, causal_lm: bool):
+    """`meta_model` of a model named in a recipe (built once per process: the suggestion search reuses it)."""
+    return meta_model(resolve_config(name, what)[0], causal_lm)
+
+
+def meta_model(config, causal_lm: bool = True):
+    """The model built on the meta device: exact parameter shapes, no memory."""
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        if causal_lm:
+            try:
+                return AutoModelForCausalLM.from_config(config)
+            except ValueError:
+                pass
+        return AutoModel.from_config(config)
+
+
+def lora_targets(model, target_modules) -> list[torch.nn.Linear]:
+    """The linear layers PEFT would adapt: `all-linear` = every Linear except the output head."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head]
+    if target_modules in ("all-linear", ["all-linear"]):
+        return [m for _, m in linears]
+    names = {target_modules} if isinstance(target_modules, str) else set(target_modules or [])
+    return [m for n, m in linears if n.split(".")[-1] in names]
+
+
+@dataclass
+class ModelMemory:
+    """Bytes of one model's weights and trainable state, and its parameter counts."""
+
+    params: int
+    trainable: int
+    weight_bytes: float
+    state_bytes: float  # gradients and two AdamW moments of the trainable parameters
+
+
+def model_memory(model, dtype_bytes: int, load_in_4bit: bool, nested: bool, lora_r: int | None,
+                 target_modules, trainable: bool) -> ModelMemory:  # fmt: skip
+    """Weights at the recipe's precision (NF4 for the non-head linear layers under 4-bit) and the trainable state.
+
+    Under LoRA the adapter (r x (in + out) per adapted layer) is trained in fp32: 4 bytes of weight, 4 of gradient,
+    8 of AdamW moments. Fully trained weights carry a gradient and two moments in their own dtype.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    params = sum(p.numel() for p in model.parameters())
+    quantized = 0
+    if load_in_4bit:
+        quantized = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    weight_bytes = quantized * NF4_BYTES[nested] + (params - quantized) * dtype_bytes
+    if not trainable:
+        return ModelMemory(params, 0, weight_bytes, 0.0)
+    if lora_r:
+        adapter = sum(lora_r * (m.in_features + m.out_features) for m in lora_targets(model, target_modules))
+        return ModelMemory(params, adapter, weight_bytes + 4 * adapter, 12 * adapter)
+    return ModelMemory(params, params, weight_bytes, 3 * dtype_bytes * params)
+
+
+def decoder_dims(config) -> dict:
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
+    return {"H": config.hidden_size, "I": config.intermediate_size, "KV": kv, "L": config.num_hidden_layers}
+
+
+def layer_activation_elements(dims: dict) -> int:
+    """Elements stored per token by one decoder layer for backward: norms' inputs and outputs, q, k, v, attention
+    output, o-proj input, residual (6 H + 2 KV), and the MLP's gate, up, activation and product (4 I)."""
+    return 6 * dims["H"] + 2 * dims["KV"] + 4 * dims["I"]
+
+
+def training_activation_bytes(dims: dict, tokens: int, act_bytes: int, checkpointing: bool) -> float:
+    per_layer = layer_activation_elements(dims)
+    if checkpointing:
+        return tokens * act_bytes * (dims["L"] * dims["H"] + per_layer)
+    return tokens * act_bytes * dims["L"] * per_layer
+
+
+def kv_cache_bytes(dims: dict, tokens: int, act_bytes: int) -> float:
+    return tokens * dims["L"] * 2 * dims["KV"] * act_bytes
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=None, checkpointing=None,
+             chunk=None) -> dict:  # fmt: skip
+    """The plan of a recipe (optionally with another micro-batch, checkpointing or rollout chunk): bytes per line."""
+    micro = micro or ppo_args.per_device_train_batch_size
+    checkpointing = ppo_args.gradient_checkpointing if checkpointing is None else checkpointing
+    chunk = min(chunk or ppo_args.local_rollout_forward_batch_size, ppo_args.local_batch_size)
+    dtype_bytes = DTYPE_BYTES.get(model_args.dtype, 4)
+    lora_r = model_args.lora_r if model_args.use_peft else None
+    four_bit, nested = bool(model_args.load_in_4bit), bool(model_args.use_bnb_nested_quant)
+
+    policy_config, policy_source = resolve_config(model_args.model_name_or_path, "policy")
+    critic_path = ppo_args.value_model_path or model_args.model_name_or_path
+    critic_config, critic_source = resolve_config(critic_path, "value model")
+    reward_path = plan_args.reward_model_config or ppo_args.reward_model_path
+    if not reward_path:
+        raise SafetyRLHFError("the recipe has no reward_model_path; add it, or pass --reward_model_config")
+    reward_config, reward_source = resolve_config(reward_path, "reward model")
+    reward_dtype = getattr(reward_config, "dtype", None) or getattr(reward_config, "torch_dtype", None)
+    reward_bytes = DTYPE_BYTES.get(str(reward_dtype).replace("torch.", "") if reward_dtype else None, 4)
+
+    policy_model = meta_model_of(model_args.model_name_or_path, "policy", True)
+    policy = model_memory(policy_model, dtype_bytes, four_bit, nested, lora_r,
+                          model_args.lora_target_modules, trainable=True)  # fmt: skip
+    critic_model = meta_model_of(critic_path, "value model", False)
+    critic = model_memory(critic_model, dtype_bytes, four_bit, nested, lora_r, model_args.lora_target_modules,
+                          trainable=True)  # fmt: skip
+    head = critic_config.hidden_size + 1  # the value head, fp32-trained like an adapter
+    critic = ModelMemory(critic.params + head, critic.trainable + head, critic.weight_bytes + 4 * head,
+                         critic.state_bytes + 12 * head)  # fmt: skip
+    reward = model_memory(
+        meta_model_of(reward_path, "reward model", False), reward_bytes, False, False, None, None, False
+    )
+    reference = 0.0 if lora_r else policy.weight_bytes  # LoRA: the same base with the adapter off
+
+    p_dims, c_dims = decoder_dims(policy_config), decoder_dims(critic_config)
+    r_dims = decoder_dims(reward_config)
+    prompt, response, vocab = script_args.max_prompt_length, ppo_args.response_length, policy_config.vocab_size
+    seq = prompt + response
+    act = dtype_bytes  # activations follow the weights' precision (the compute dtype under 4-bit)
+
+    generation = kv_cache_bytes(p_dims, chunk * seq, act) + 3 * chunk * vocab * 4
+    rollout = (
+        max(chunk * seq * (2 * d["H"] + d["I"] + 2 * d["KV"]) * act for d in (p_dims, c_dims, r_dims))
+        + 2 * chunk * (response + 1) * vocab * act
+    )
+    training_policy = training_activation_bytes(p_dims, micro * seq, act, checkpointing)
+    training_critic = training_activation_bytes(c_dims, micro * seq, act, checkpointing)
+    training_logits = 3 * micro * (response + 1) * vocab * act
+    # bitsandbytes dequantizes one 4-bit weight at a time for its matmul (the head is not quantized).
+    dequant = max(m.weight.numel() for m in lora_targets(policy_model, "all-linear")) * act * four_bit
+    training = training_policy + training_critic + training_logits + dequant
+
+    static = {
+        "policy weights": policy.weight_bytes,
+        "policy trainable state (grads + AdamW)": policy.state_bytes,
+        "reference": reference,
+        "critic weights": critic.weight_bytes,
+        "critic trainable state (grads + AdamW)": critic.state_bytes,
+        "reward model": reward.weight_bytes,
+    }
+    phases = {"generation (KV cache)": generation, "rollout forwards (no grad)": rollout, "training": training}
+    peak = sum(static.values()) + max(phases.values())
+    need = peak * (1 + plan_args.reserve_fraction) + plan_args.reserve_gib * GIB
+    return {
+        "sources": {"policy": policy_source, "critic": critic_source, "reward": reward_source},
+        "params": {
+            "policy": policy.params,
+            "policy_trainable": policy.trainable,
+            "critic": critic.params,
+            "critic_trainable": critic.trainable,
+            "reward": reward.params,
+        },  # fmt: skip
+        "settings": {
+            "per_device_train_batch_size": micro,
+            "gradient_checkpointing": checkpointing,
+            "local_rollout_forward_batch_size": chunk,
+            "dtype": model_args.dtype,
+            "load_in_4bit": four_bit,
+            "lora_r": lora_r,
+            "max_prompt_length": prompt,
+            "response_length": response,
+        },  # fmt: skip
+        "static_bytes": static,
+        "phase_bytes": phases,
+        "training_detail_bytes": {
+            "policy activations": training_policy,
+            "critic activations": training_critic,
+            "logits": training_logits,
+            "4-bit dequantized weight": dequant,
+        },  # fmt: skip
+        "peak_bytes": peak,
+        "needed_bytes": need,
+        "fits": need <= plan_args.gpu_memory_gib * GIB,
+    }
+
+
+def suggest(script_args, ppo_args, model_args, plan_args) -> dict | None:
+    """The recipe's settings if they fit; else the first that fit, keeping the batch: the recipe's checkpointing
+    before turning it on, then the largest micro-batch, then the largest rollout chunk."""
+    plan = estimate(script_args, ppo_args, model_args, plan_args)
+    local_batch = ppo_args.local_batch_size
+    if plan["fits"]:
+        plan["settings"]["gradient_accumulation_steps"] = ppo_args.gradient_accumulation_steps
+        return plan
+    local_batch = ppo_args.local_batch_size
+    micros = [m for m in range(local_batch, 0, -1)
+              if local_batch % m == 0 and (local_batch // m) % ppo_args.num_mini_batches == 0]  # fmt: skip
+    chunks = sorted({c for c in (ppo_args.local_rollout_forward_batch_size, 64, 32, 16, 8, 4, 2, 1)
+                     if c <= ppo_args.local_rollout_forward_batch_size}, reverse=True)  # fmt: skip
+    for checkpointing in sorted({ppo_args.gradient_checkpointing, True}):
+        for micro in micros:
+            for chunk in chunks:
+                plan = estimate(script_args, ppo_args, model_args, plan_args, micro, checkpointing, chunk)
+                if plan["fits"]:
+                    plan["settings"]["gradient_accumulation_steps"] = local_batch // micro
+                    return plan
+    return None
+
+
+def render(plan: dict, plan_args: PlanArguments, suggestion: dict | None) -> str:
+    gib = lambda b: f"{b / GIB:6.2f}"  # noqa: E731
+    s = plan["settings"]
+    lines = [
+        f"policy: {plan['sources']['policy']}  critic: {plan['sources']['critic']}  reward: {plan['sources']['reward']}",
+        f"params: policy {plan['params']['policy'] / 1e9:.3f}B ({plan['params']['policy_trainable'] / 1e6:.1f}M "
+        f"trainable), critic {plan['params']['critic'] / 1e9:.3f}B ({plan['params']['critic_trainable'] / 1e6:.1f}M "
+        f"trainable), reward {plan['params']['reward'] / 1e9:.3f}B",
+        f"settings: dtype {s['dtype']}, 4-bit {s['load_in_4bit']}, LoRA r {s['lora_r']}, micro-batch "
+        f"{s['per_device_train_batch_size']}, gradient checkpointing {s['gradient_checkpointing']}, rollout chunk "
+        f"{s['local_rollout_forward_batch_size']}, {s['max_prompt_length']} + {s['response_length']} tokens",
+        "",
+        "| component | GiB |",
+        "|---|---:|",
+    ]
+    lines += [f"| {name} | {gib(b)} |" for name, b in plan["static_bytes"].items()]
+    lines += [f"| phase: {name} | {gib(b)} |" for name, b in plan["phase_bytes"].items()]
+    lines += [f"| training: {name} | {gib(b)} |" for name, b in plan["training_detail_bytes"].items() if b]
+    lines += [
+        f"| **estimated peak (static + largest phase)** | **{gib(plan['peak_bytes'])}** |",
+        f"| with reserve ({plan_args.reserve_fraction:.0%} + {plan_args.reserve_gib} GiB) | {gib(plan['needed_bytes'])} |",
+        "",
+        f"{plan_args.gpu_memory_gib:g} GiB GPU: {'fits' if plan['fits'] else 'does NOT fit'}",
+    ]
+    if suggestion is None:
+        lines.append(
+            "no micro-batch / checkpointing / rollout chunk setting fits: use load_in_4bit and use_peft, a smaller "
+            "critic (value_model_path), shorter response_length, or a larger GPU"
+        )
+    elif not plan["fits"]:
+        t = suggestion["settings"]
+        lines.append(
+            f"suggested: --per_device_train_batch_size {t['per_device_train_batch_size']} "
+            f"--gradient_accumulation_steps {t['gradient_accumulation_steps']} --gradient_checkpointing "
+            f"{str(t['gradient_checkpointing']).lower()} --local_rollout_forward_batch_size "
+            f"{t['local_rollout_forward_batch_size']} (estimated peak {gib(suggestion['peak_bytes']).strip()} GiB)"
+        )
+    return "\n".join(lines)
+
+
+def main(script_args, ppo_args, model_args, plan_args: PlanArguments) -> dict:
+    if plan_args.gpu_memory_gib <= 0:
+        raise SafetyRLHFError(f"gpu_memory_gib={plan_args.gpu_memory_gib} must be positive, e.g. 24")
+    plan = estimate(script_args, ppo_args, model_args, plan_args)
+    suggestion = suggest(script_args, ppo_args, model_args, plan_args)
+    if plan_args.json_output:
+        print(json.dumps({"plan": plan, "suggestion": suggestion}))
+    else:
+        print(render(plan, plan_args, suggestion))
+    return {"plan": plan, "suggestion": suggestion}

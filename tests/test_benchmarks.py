@@ -1,0 +1,62 @@
+"""The benchmark scripts run and report consistent numbers (their speed is measured in benchmarks/, never here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import compare  # noqa: E402
+import ppo_throughput  # noqa: E402
+
+TINY = ["--hidden_size", "32", "--num_layers", "1", "--vocab_size", "512", "--prompt_length", "8",
+        "--response_length", "6", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2",
+        "--num_ppo_epochs", "1", "--updates", "2", "--warmup_updates", "1"]  # fmt: skip
+
+
+def test_ppo_throughput_reports_one_consistent_json_line(tmp_path, capsys):
+    flags = [*TINY, "--models_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "out")]
+    result = ppo_throughput.main(flags)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+    assert result["implementation"] == "safety-rlhf" and result["timed_updates"] == 2
+    # No stop token: every response has response_length tokens; batch 2 x 2 = 4 prompts per update.
+    tokens_per_update = result["generated_tokens_per_s"] * result["seconds_per_update"]
+    assert tokens_per_update == pytest.approx(4 * 6, rel=0.01)
+    assert result["samples_per_s"] * result["seconds_per_update"] == pytest.approx(4, rel=0.01)
+    phases = sum(result[f"seconds_{p}"] for p in ("generation", "forward", "scoring", "optimization"))
+    assert 0 < phases <= result["seconds_per_update"] * 1.01
+    assert result["peak_rss_mib"] > 100 and result["peak_gpu_mib"] is None
+    prompts = json.loads((tmp_path / "models" / "prompts.json").read_text())
+    assert len(prompts) == 3 * 4 and {len(p) for p in prompts} == {8}
+
+
+def test_compare_summary_takes_medians_and_ratios():
+    def run(samples, rss):
+        return {"samples_per_s": samples, "peak_rss_mib": rss, "peak_gpu_mib": None}
+
+    ours = [run(3.0, 100), run(4.0, 110), run(3.5, 90)]
+    peer = [run(2.0, 120), run(2.0, 100), run(3.5, 130)]
+    summary = compare.summarize(ours, peer)
+    assert summary["ours_samples_per_s"] == 3.5 and summary["peer_samples_per_s"] == 2.0
+    assert summary["speedup"] == 1.75
+    assert summary["speedup_median_of_rounds"] == 1.5  # rounds: 1.5, 2.0, 1.0
+    assert summary["peak_rss_ratio"] == round(100 / 120, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / ".venv-peer/bin/python").is_file(), reason="no peer virtualenv (make bench-peer)")
+def test_make_bench_runs_ours_and_trl112(tmp_path):
+    flags = [*TINY, "--models_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "out")]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/compare.py"), "--rounds", "1", "--peer_python",
+         str(ROOT / ".venv-peer/bin/python"), *flags],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    lines = [json.loads(line) for line in out]
+    assert [line.get("implementation") for line in lines[:2]] == ["safety-rlhf", "trl-1.12.0"]
+    assert lines[1]["generated_tokens_per_s"] * lines[1]["seconds_per_update"] == pytest.approx(24, rel=0.01)
+    assert lines[-1]["summary"]["speedup"] > 0
