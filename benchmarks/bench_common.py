@@ -174,6 +174,7 @@ class UpdateClock:
             "label": args.label,
             "samples_per_s": round(batch_size * len(durations) / total, 4),
             "generated_tokens_per_s": round(tokens / total, 2),
+            "generated_tokens_per_update": tokens / len(durations),
             "seconds_per_update": round(total / len(durations), 3),
             **{f"seconds_{name}": round(value, 3) for name, value in phases.items()},
             "peak_rss_mib": round(peak_rss_mib(), 1),

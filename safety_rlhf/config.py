@@ -118,6 +118,9 @@ class SafetyPPOConfig(TrainingArguments):
         reward_model_path (`str` or `None`, *optional*, defaults to `None`): a safety reward model folder or Hub id
             (any one-label sequence-classification model, with its own tokenizer).
         reward_clip (`float` or `None`, *optional*, defaults to `None`): clip scores to [-reward_clip, reward_clip].
+        refusal_reward (`float`, *optional*, defaults to `0.0`): a rule-based term added to the score of prompts
+            that carry a `label`: `+refusal_reward` when a harmful prompt is refused or a benign one answered,
+            `-refusal_reward` otherwise, judged by the phrase-list refusal detector. 0 turns it off.
         kl_coef (`float`, *optional*, defaults to `0.05`): = beta, weight of the per-token KL penalty in the reward.
         kl_estimator (`str`, *optional*, defaults to `"k1"`): `"k1"` (log-ratio) or `"k3"` ((r-1) - log r).
         adaptive_kl (`bool`, *optional*, defaults to `False`): adapt `kl_coef` toward `kl_target`
@@ -171,6 +174,7 @@ class SafetyPPOConfig(TrainingArguments):
     # Parameters that control the reward
     reward_model_path: str | None = field(default=None, metadata={"help": "Safety reward model folder or Hub id."})
     reward_clip: float | None = field(default=None, metadata={"help": "Clip scores to +-reward_clip."})
+    refusal_reward: float = field(default=0.0, metadata={"help": "Rule-based term on labelled prompts; 0 = off."})
     kl_coef: float = field(default=0.05, metadata={"help": "= beta, per-token KL penalty weight."})
     kl_estimator: str = field(default="k1", metadata={"help": "`k1` or `k3`."})
     adaptive_kl: bool = field(default=False, metadata={"help": "Adaptive KL controller (Ziegler et al. 2019)."})

@@ -347,6 +347,10 @@ class SafetyPPOTrainer:
             completions = tok.batch_decode(responses, skip_special_tokens=True)
             raw_scores = rollout.score(self.reward_fn, batch["prompts"], completions, acc.device)
         scores = raw_scores.clone()
+        refused, harmful = self.refusals(batch.get("labels"), completions)
+        if args.refusal_reward and refused is not None:
+            # Rule-based term: +r for the right behaviour (refuse harmful, answer benign), -r for the wrong one.
+            scores = scores + args.refusal_reward * torch.where(refused == harmful, 1.0, -1.0)
         if args.missing_eos_penalty is not None and self.stop_token_ids:
             scores = torch.where(has_stop, scores, scores - args.missing_eos_penalty)
         if args.reward_clip is not None:
@@ -463,7 +467,7 @@ class SafetyPPOTrainer:
                     "val/ratio_var": avg["ratio_var"],
                 }
             )
-        metrics.update(self.safety_metrics(batch.get("labels"), completions))
+        metrics.update(self.safety_metrics(refused, harmful))
         samples = list(zip(batch["prompts"], completions, scores.tolist(), strict=True))[: args.sample_completions]
         return metrics, samples
 
@@ -504,14 +508,21 @@ class SafetyPPOTrainer:
         }
         return loss, m.sum(), stats
 
-    def safety_metrics(self, labels, completions) -> dict:
-        """Refusal rates of this rollout (sampled at the training temperature) by the phrase-list detector."""
+    def refusals(self, labels, completions) -> tuple:
+        """(refused, harmful) as 0/1 tensors on the device by the phrase-list detector; (None, None) without labels."""
         if not labels:
-            return {}
+            return None, None
         from reward.refusal import classify_refusal
 
+        device = self.accelerator.device
         refused = torch.tensor([classify_refusal(c) != "compliance" for c in completions], dtype=torch.float32)
         harmful = torch.tensor([label == "harmful" for label in labels], dtype=torch.float32)
+        return refused.to(device), harmful.to(device)
+
+    def safety_metrics(self, refused, harmful) -> dict:
+        """Refusal rates of this rollout (sampled at the training temperature) by the phrase-list detector."""
+        if refused is None:
+            return {}
         counts = torch.stack(
             [(refused * harmful).sum(), harmful.sum(), ((1 - refused) * (1 - harmful)).sum(), (1 - harmful).sum()]
         ).to(self.accelerator.device)

@@ -351,3 +351,22 @@ def test_response_logits_for_kept_positions_and_trimmed_columns(tiny_models):
     torch.testing.assert_close(trimmed, full, rtol=1e-5, atol=1e-5)
     assert rollout.micro_batch_columns(mask[:, :6], torch.tensor([3, 1, 2])) == (2, 3)
     assert rollout.micro_batch_columns(mask[1:2, :6], torch.tensor([4])) == (2, 4)
+
+
+def test_refusal_reward_adds_the_rule_based_term(tiny_models, tmp_path):
+    from reward.refusal import classify_refusal
+
+    margs = model_args(tiny_models["policy"])
+    tokenizer = load_tokenizer(margs)
+    dataset = make_dataset(tokenizer, n=8).add_column("label", ["harmful", "benign"] * 4)
+    args = config(tmp_path, refusal_reward=0.5, sample_completions=8, max_steps=1)
+    trainer = SafetyPPOTrainer(
+        args, tokenizer, load_policy(margs, tokenizer), load_value_model(str(tiny_models["policy"]), margs, tokenizer),
+        lambda prompts, completions: [0.0] * len(prompts), dataset,
+    )  # fmt: skip
+    batch = trainer.batch(0)
+    metrics, samples = trainer.step(batch)
+    for label, (_, completion, score) in zip(batch["labels"], samples, strict=True):
+        right = (classify_refusal(completion) != "compliance") == (label == "harmful")
+        assert score == pytest.approx(0.5 if right else -0.5)
+    assert "safety/harmful_refusal_rate" in metrics and "safety/benign_compliance_rate" in metrics
