@@ -358,7 +358,7 @@ def _read_file(path: Path, name: str) -> list[tuple[str, dict, None]]:
             f"{name}: not a data file ({suffix or 'no extension'}); use one of: {', '.join(LOCAL_BUILDERS)}"
         )
     if suffix == ".jsonl":
-        return _read_jsonl(path, name)
+        return [(where, row, None) for where, row in read_jsonl(path, name)]
     # "NA" or "null" is a valid prompt; pandas would turn it into a missing value.
     kwargs = {"keep_default_na": False} if suffix == ".csv" else {}
     try:
@@ -368,10 +368,13 @@ def _read_file(path: Path, name: str) -> list[tuple[str, dict, None]]:
     return [(f"{name} row {i}", row, None) for i, row in enumerate(_iter_rows(dataset))]
 
 
-def _read_jsonl(path: Path, name: str) -> list[tuple[str, dict, None]]:
-    # Parsed here rather than by `datasets`, which cannot say which line is broken.
+def read_jsonl(path: Path, name: str) -> list[tuple[str, dict]]:
+    """(`name line N`, object) for each non-blank line; a line that is not a JSON object fails with its number.
+
+    Parsed here rather than by `datasets`, which cannot say which line is broken.
+    """
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{name} line {number}"
@@ -381,7 +384,7 @@ def _read_jsonl(path: Path, name: str) -> list[tuple[str, dict, None]]:
             raise SafetyRLHFError(f"{where}: invalid JSON ({err}); fix the line or remove it") from None
         if not isinstance(row, dict):
             raise SafetyRLHFError(f"{where}: expected a JSON object, got {type(row).__name__}; fix the line")
-        rows.append((where, row, None))
+        rows.append((where, row))
     return rows
 
 

@@ -557,17 +557,9 @@ def read_metrics(path) -> list[dict]:
         raise SafetyRLHFError(
             f"metrics_file {path} does not exist; pass a training run's metrics.jsonl or leave it unset"
         )
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SafetyRLHFError(f"{path} line {number}: invalid JSON ({err}); fix or remove the line") from None
-        if not isinstance(record, dict):
-            raise SafetyRLHFError(f"{path} line {number}: expected a JSON object; fix or remove the line")
-        records.append(record)
+    from .data import read_jsonl
+
+    records = [record for _, record in read_jsonl(path, str(path))]
     if not records:
         raise SafetyRLHFError(f"{path} holds no metrics; pass the metrics.jsonl of a run that logged updates")
     return records
