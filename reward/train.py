@@ -299,9 +299,7 @@ def load_split(script_args: ScriptArguments, source: str, split: str | None) -> 
     return data.load_pairs(
         source,
         split=split,
-        config=script_args.dataset_config,
-        mapping=script_args.dataset_mapping,
-        max_samples=script_args.max_samples,
+        **data.source_options(script_args),
     )
 
 

@@ -239,6 +239,15 @@ MAPPINGS = {
 }
 
 
+def source_options(script_args: ScriptArguments) -> dict:
+    """The `config`, `mapping` and `max_samples` keywords of the `load_*` functions, from a verb's arguments."""
+    return {
+        "config": script_args.dataset_config,
+        "mapping": script_args.dataset_mapping,
+        "max_samples": script_args.max_samples,
+    }
+
+
 def load_prompts(
     source: str = "bundled",
     split: str | None = None,
@@ -547,14 +556,7 @@ def main(script_args: ScriptArguments, kind: str = "prompts") -> dict:
     """`safety-rlhf data`: load every split of the source as `kind` rows, print the counts and the dropped rows."""
     if kind not in COLUMNS:
         raise SafetyRLHFError(f"kind={kind!r} is unknown; use one of: {', '.join(COLUMNS)}")
-    dataset, dropped = _load(
-        kind,
-        script_args.dataset_name,
-        None,
-        script_args.dataset_config,
-        script_args.dataset_mapping,
-        script_args.max_samples,
-    )
+    dataset, dropped = _load(kind, script_args.dataset_name, None, **source_options(script_args))
     summary = {**describe(dataset), "dropped": dict(dropped.most_common())}
     table = Table(title=f"{script_args.dataset_name}: {summary['rows']} {kind} rows")
     for name, justify in (("column", "left"), ("value", "left"), ("rows", "right")):

@@ -829,9 +829,7 @@ def main(script_args: ScriptArguments, eval_args: EvalArguments) -> dict:
     prompts = data.load_prompts(
         script_args.dataset_name,
         split=script_args.dataset_test_split,
-        config=script_args.dataset_config,
-        mapping=script_args.dataset_mapping,
-        max_samples=script_args.max_samples,
+        **data.source_options(script_args),
     )
     tokenizer = load_eval_tokenizer(eval_args.model_name_or_path)
     kept, dropped = data.tokenize_prompts(prompts, tokenizer, script_args.max_prompt_length)

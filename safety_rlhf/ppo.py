@@ -29,9 +29,7 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
     prompts = data.load_prompts(
         script_args.dataset_name,
         split=script_args.dataset_train_split,
-        config=script_args.dataset_config,
-        mapping=script_args.dataset_mapping,
-        max_samples=script_args.max_samples,
+        **data.source_options(script_args),
     )
     train_dataset, dropped = data.tokenize_prompts(prompts, tokenizer, script_args.max_prompt_length)
     if dropped:

@@ -22,9 +22,7 @@ def load_split(script_args: ScriptArguments, split: str):
     dataset = data.load_sft(
         script_args.dataset_name,
         split=split,
-        config=script_args.dataset_config,
-        mapping=script_args.dataset_mapping,
-        max_samples=script_args.max_samples,
+        **data.source_options(script_args),
     )
     return dataset.map(to_prompt_completion, remove_columns=dataset.column_names)
 
