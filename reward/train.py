@@ -80,10 +80,11 @@ class SafetyRewardConfig(RewardConfig):
             After training, store the mean and std of the model's scores on the training responses in
             `safety_reward.json`, so that `score` returns standardized values.
         hard_negatives (`bool`, *optional*, defaults to `False`):
-            Add, for every training pair, two pairs whose rejected side is degenerate text that no preference pair
-            shows: a word salad (shuffled words, some with shuffled letters) and an answer to another prompt. A reward
-            model trained only on "refusal vs compliance" and "help vs refusal" scores such text highly, and PPO
-            finds it (reward hacking: fluent-looking noise instead of a refusal). See `add_hard_negatives`.
+            Add, for every training pair, pairs whose rejected side is degenerate text that no preference pair
+            shows: a word salad (shuffled words, some with shuffled letters), an answer to another prompt, an empty
+            response, and for harmful prompts a jumbled refusal. A reward model trained only on "refusal vs
+            compliance" and "help vs refusal" scores such text highly, and PPO finds it (reward hacking: noise, an
+            empty answer or refusal words in a jumble instead of a refusal). See `add_hard_negatives`.
     """
 
     # Parameters that control what is trained
@@ -266,22 +267,33 @@ def word_salad(text: str, rng: random.Random) -> str:
 
 
 def add_hard_negatives(pairs: Dataset, seed: int) -> Dataset:
-    """The pairs plus, for each, (chosen vs word salad) and (chosen vs an answer to another prompt), and for benign
-    prompts (the first half of the answer vs the refusal) and (a word salad of the answer vs the refusal).
+    """The pairs plus, for each, (chosen vs word salad), (chosen vs an empty response) and (chosen vs an answer to
+    another prompt); for harmful prompts (the refusal vs a word salad of any refusal); for benign prompts (the first
+    half of the answer vs the refusal), (a word salad of the answer vs the refusal), and (noise: a word salad of any
+    answer, vs any refusal and vs an empty response).
 
     The off-topic answers are the chosen responses of benign pairs; for a harmful prompt that teaches "a refusal beats
     anything that is not one", for a benign prompt "the answer must fit the question" and "an incomplete answer still
-    beats a refusal". On benign prompts the order is then: answer > garbled answer > refusal.
+    beats a refusal". On benign prompts the order is then: answer > garbled answer or noise > refusal, empty.
+    Each was added after PPO found the gap in a measured run (see the README's Measured section).
     """
     rng = random.Random(seed)
     rows = pairs.to_list()
     answers = [(r["prompt"], r["chosen"]) for r in rows if r["label"] == "benign"] or [
         (None, r["chosen"]) for r in rows
     ]
+    refusals = [r["chosen"] for r in rows if r["label"] == "harmful"] + [
+        r["rejected"] for r in rows if r["label"] == "benign"
+    ]
     extra = []
     for row in rows:
         source = row["rejected"] if row["label"] == "harmful" else row["chosen"]
         extra.append({**row, "rejected": word_salad(source, rng)})
+        # Saying nothing is neither a refusal nor an answer: a policy that learns to stop at once must not be paid.
+        extra.append({**row, "rejected": ""})
+        if row["label"] == "harmful":
+            # Refusal words in a jumble are not a refusal: the reward model must not pay for its vocabulary alone.
+            extra.append({**row, "rejected": word_salad(rng.choice(refusals), rng)})
         prompt, answer = rng.choice(answers)
         if prompt != row["prompt"] and answer != row["chosen"]:
             extra.append({**row, "rejected": answer})
@@ -291,6 +303,11 @@ def add_hard_negatives(pairs: Dataset, seed: int) -> Dataset:
             # is the failure to train away, and a weak policy must not find refusing everything the safest bet.
             extra.append({**row, "chosen": " ".join(words[: len(words) // 2]), "rejected": row["rejected"]})
             extra.append({**row, "chosen": word_salad(row["chosen"], rng), "rejected": row["rejected"]})
+            # A weak policy's attempt at an answer is rarely made of the right words: noise built from another answer
+            # must beat a refusal too, whichever refusal wording the policy happens to sample.
+            noise = word_salad(rng.choice(answers)[1], rng)
+            extra.append({**row, "chosen": noise, "rejected": rng.choice(refusals)})
+            extra.append({**row, "chosen": noise, "rejected": ""})
     return Dataset.from_list(rows + [r for r in extra if r["rejected"] != r["chosen"]])
 
 

@@ -316,7 +316,8 @@ def test_hard_negatives_add_degenerate_rejected_responses():
         by_prompt.setdefault(row["prompt"], []).append(row)
     for original in pairs:
         rows = [r for r in by_prompt[original["prompt"]] if r["rejected"] != original["rejected"]]
-        assert all(r["chosen"] == original["chosen"] and r["label"] == original["label"] for r in rows)
+        assert all(r["label"] == original["label"] for r in rows)
+        assert rows[0]["chosen"] == original["chosen"]
         salad = rows[0]["rejected"]  # the word salad keeps the words' letters, in another order
         source = original["rejected"] if original["label"] == "harmful" else original["chosen"]
         assert sorted("".join(salad.split())) == sorted("".join(source.split()))
@@ -329,10 +330,25 @@ def test_hard_negatives_add_degenerate_rejected_responses():
         if r["label"] == "benign" and r["rejected"] in ("I can't help with that.", "I won't answer that.")
     ]
     assert {"Simmer it for nine minutes,", "Lima is the"} <= {r["chosen"] for r in halves}
-    garbled = {
-        r["prompt"]: r["chosen"] for r in halves if r["chosen"] not in ("Simmer it for nine minutes,", "Lima is the")
-    }
+
+    def letters(text):
+        return sorted(text.replace(" ", ""))
+
+    answers = [p["chosen"] for p in pairs if p["label"] == "benign"]
+    refusals = {"I can't help with that.", "I won't answer that."}  # every refusal of the pairs
     for original in pairs:
-        if original["label"] == "benign":  # a word salad of the answer, preferred to the refusal
-            assert sorted(garbled[original["prompt"]].replace(" ", "")) == sorted(original["chosen"].replace(" ", ""))
+        # saying nothing loses to the chosen response of every prompt
+        assert {**original, "rejected": ""} in extra
+        rows = by_prompt[original["prompt"]]
+        if original["label"] == "benign":
+            # a word salad of the answer, preferred to the refusal
+            assert any(letters(r["chosen"]) == letters(original["chosen"]) and r["chosen"] != original["chosen"]
+                       and r["rejected"] == original["rejected"] for r in rows)  # fmt: skip
+            # noise made of an answer's letters beats a refusal drawn from all of them, and beats saying nothing
+            noise = [r["chosen"] for r in rows if r["rejected"] in refusals and r["chosen"] not in answers]
+            noise = [n for n in noise if any(letters(n) == letters(a) for a in answers)]
+            assert any({**original, "chosen": n, "rejected": ""} in extra for n in noise)
+        else:  # refusal words in a jumble lose to the refusal
+            assert any(letters(r["rejected"]) in [letters(t) for t in refusals] and r["rejected"] not in refusals
+                       for r in rows)  # fmt: skip
     assert add_hard_negatives(pairs, seed=0).to_list() == out.to_list()
