@@ -136,6 +136,10 @@ class SafetyPPOConfig(TrainingArguments):
         cliprange_value (`float`, *optional*, defaults to `0.2`): clip of the value prediction around its rollout
             value.
         vf_coef (`float`, *optional*, defaults to `0.1`): = c1, weight of the value loss.
+        value_learning_rate (`float` or `None`, *optional*, defaults to `None`): learning rate of the value model
+            (OpenRLHF's `critic_learning_rate`, verl's `critic.optim.lr`); `None` uses `learning_rate`. Under Adam
+            the value loss weight barely changes the critic's step size, so a critic that must learn faster than
+            the policy moves needs its own rate.
         ent_coef (`float`, *optional*, defaults to `0.001`): = c2, weight of the entropy bonus (mean per-token
             entropy of the full distribution, in nats); 0 disables it.
         gamma (`float`, *optional*, defaults to `1.0`): discount of GAE.
@@ -188,6 +192,9 @@ class SafetyPPOConfig(TrainingArguments):
     cliprange: float = field(default=0.2, metadata={"help": "= epsilon, policy ratio clip."})
     cliprange_value: float = field(default=0.2, metadata={"help": "Value clip around rollout values."})
     vf_coef: float = field(default=0.1, metadata={"help": "= c1, value loss weight."})
+    value_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the value model; None = learning_rate."}
+    )
     ent_coef: float = field(default=0.001, metadata={"help": "= c2, entropy bonus weight."})
     gamma: float = field(default=1.0, metadata={"help": "GAE discount."})
     lam: float = field(default=0.95, metadata={"help": "= lambda of GAE."})

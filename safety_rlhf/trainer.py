@@ -191,12 +191,19 @@ class SafetyPPOTrainer:
         # Optimizer and schedule (one scheduler step per update, as in TRL)
         self.model = PolicyAndValue(model, value_model)
         params = [p for p in self.model.parameters() if p.requires_grad]
+        # Two parameter groups (policy, critic): the critic may learn at its own rate. Separate models, no overlap.
+        value_ids = {id(p) for p in self.model.value.parameters()}
+        value_lr = args.learning_rate if args.value_learning_rate is None else args.value_learning_rate
+        groups = [
+            {"params": [p for p in params if id(p) not in value_ids]},
+            {"params": [p for p in params if id(p) in value_ids], "lr": value_lr},
+        ]
         # Fused AdamW (one kernel for all parameters, CPU and CUDA) except under DeepSpeed, which brings its own.
         fused = self.accelerator.distributed_type != DistributedType.DEEPSPEED and all(
             p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params
         )
         optimizer = torch.optim.AdamW(
-            params,
+            [group for group in groups if group["params"]],
             lr=args.learning_rate,
             betas=(args.adam_beta1, args.adam_beta2),
             eps=args.adam_epsilon,

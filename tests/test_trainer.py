@@ -370,3 +370,16 @@ def test_refusal_reward_adds_the_rule_based_term(tiny_models, tmp_path):
         right = (classify_refusal(completion) != "compliance") == (label == "harmful")
         assert score == pytest.approx(0.5 if right else -0.5)
     assert "safety/harmful_refusal_rate" in metrics and "safety/benign_compliance_rate" in metrics
+
+
+def test_value_learning_rate_is_the_critics_own(tiny_models, tmp_path):
+    trainer = build(tiny_models, tmp_path, reward=length_reward, max_steps=1, value_learning_rate=0.0)
+    assert [group["lr"] for group in trainer.optimizer.param_groups] == [1e-3, 0.0]
+    before = params(trainer.model)
+    trainer.train()
+    after = params(trainer.model)
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    moved = {n.split(".")[0] for n in trainable if not torch.equal(before[n], after[n])}
+    assert moved == {"policy"}  # the critic at rate 0 did not move; the policy did
+    default = build(tiny_models, tmp_path / "default", max_steps=1)
+    assert [group["lr"] for group in default.optimizer.param_groups] == [1e-3, 1e-3]
