@@ -190,14 +190,13 @@ class SafetyPPOTrainer:
 
         # Optimizer and schedule (one scheduler step per update, as in TRL)
         self.model = PolicyAndValue(model, value_model)
-        params = [p for p in self.model.parameters() if p.requires_grad]
         # Two parameter groups (policy, critic): the critic may learn at its own rate. Separate models, no overlap.
-        value_ids = {id(p) for p in self.model.value.parameters()}
         value_lr = args.learning_rate if args.value_learning_rate is None else args.value_learning_rate
         groups = [
-            {"params": [p for p in params if id(p) not in value_ids]},
-            {"params": [p for p in params if id(p) in value_ids], "lr": value_lr},
+            {"params": [p for p in self.model.policy.parameters() if p.requires_grad]},
+            {"params": [p for p in self.model.value.parameters() if p.requires_grad], "lr": value_lr},
         ]
+        params = groups[0]["params"] + groups[1]["params"]
         # Fused AdamW (one kernel for all parameters, CPU and CUDA) except under DeepSpeed, which brings its own.
         fused = self.accelerator.distributed_type != DistributedType.DEEPSPEED and all(
             p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params
