@@ -11,7 +11,9 @@ Three kinds of rows, each a `datasets.Dataset` with fixed columns:
 `label` is `harmful` or `benign`; pairs and SFT rows may say `unknown`, and `category` says `unknown` where the
 source has none. Benign-but-alarming categories (XSTest style) start with `xstest_`. A source is one of:
 
-- `bundled` (and `bundled_heldout` for pairs): the JSONL files in `safety_rlhf/data/`;
+- `bundled`: the JSONL files in `safety_rlhf/data/`; `bundled_heldout` (split `test`): the held-out pairs, written
+  apart from everything else (five of their categories appear nowhere in training), and as prompts their distinct
+  prompts;
 - a local `.jsonl`, `.json`, `.csv` or `.parquet` file in our columns, or in a Hub set's columns with `mapping`;
 - a Hub dataset id (or a folder holding a copy of one), loaded with `datasets.load_dataset`; the known sets of
   `MAPPINGS` are converted to our columns.
@@ -47,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).parent / "data"
 BUNDLED = {
-    "prompts": {"bundled": "prompts.jsonl"},
+    "prompts": {"bundled": "prompts.jsonl", "bundled_heldout": "pairs_heldout.jsonl"},
     "pairs": {"bundled": "pairs.jsonl", "bundled_heldout": "pairs_heldout.jsonl"},
     "sft": {"bundled": "sft.jsonl"},
 }
@@ -260,7 +262,8 @@ def load_prompts(
 
     Args:
         source (`str`, *optional*, defaults to `"bundled"`):
-            `bundled`, a local `.jsonl`/`.json`/`.csv`/`.parquet` file, or a Hub dataset id.
+            `bundled`, `bundled_heldout` (the held-out prompts, split `test`), a local `.jsonl`/`.json`/`.csv`/
+            `.parquet` file, or a Hub dataset id.
         split (`str` or `None`, *optional*, defaults to `None`):
             Files: keep the rows whose `split` column equals it (a file without that column is used whole). Hub:
             the split to load. `None`: every row.
@@ -322,6 +325,8 @@ def _load(
     if bundled and not path.is_file():
         raise SafetyRLHFError(f"bundled file {path} is missing; reinstall the package (`make install`)")
     raw = _read_file(path, bundled or source) if is_file else _read_hub(source, split, config, spec)
+    if bundled and kind == "prompts" and BUNDLED["pairs"].get(source) == bundled:
+        raw = _first_row_per_prompt(raw)  # a pairs file serving as prompts: each prompt has several pairs
     convert = getattr(spec, kind) if spec else None
     # Rows are dropped and counted only where the user cannot fix them (module docstring); otherwise they fail.
     lenient = spec is not None or not is_file
@@ -346,6 +351,15 @@ def _load(
     for row in rows:
         row["split"] = row["split"] or "unknown"
     return Dataset.from_list(rows), dropped
+
+
+def _first_row_per_prompt(raw: list[tuple[str, dict, None]]) -> list[tuple[str, dict, None]]:
+    seen, kept = set(), []
+    for where, row, hub_split in raw:
+        if row.get("prompt") not in seen:
+            seen.add(row.get("prompt"))
+            kept.append((where, row, hub_split))
+    return kept
 
 
 def _mapping(name: str, kind: str) -> Mapping:

@@ -5,7 +5,8 @@
 Stages, each the same code as its verb with the recipe in `recipes/tiny/` (paths redirected into `output_dir`):
     1 tiny models  2 SFT warm start  3 safety reward model  4 evaluate the SFT policy  5 PPO  6 evaluate the PPO
     policy against the SFT one, greedy (eval.json, report.md, plots)  7 the same sampled at the training temperature
-    8 summary table (summary.json)
+    8 the same greedy on the held-out prompts (`bundled_heldout`: written apart, five categories never trained on)
+    9 summary table (summary.json)
 """
 
 import json
@@ -89,10 +90,10 @@ def main(args: DemoArguments) -> dict:
         lambda: train_reward(*parse("reward", recipes / "reward.yaml", output_dir=out / "reward", **over)),
     )
 
-    def parse_eval(**fields) -> tuple:
+    def parse_eval(data: dict | None = None, **fields) -> tuple:
         fields = {"reward_model_path": out / "reward", **fields}
         fields = {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
-        return ScriptArguments(overwrite_output_dir=args.overwrite_output_dir), EvalArguments(**fields)
+        return ScriptArguments(overwrite_output_dir=args.overwrite_output_dir, **(data or {})), EvalArguments(**fields)
 
     stage(
         "evaluate the SFT policy",
@@ -134,12 +135,22 @@ def main(args: DemoArguments) -> dict:
             )
         ),
     )
-    summary = {
-        "before": {k: final["baseline"].get(k) for k, _ in HEADLINE},
-        "after": {k: final.get(k) for k, _ in HEADLINE},
-        "before_sampled": {k: sampled["baseline"].get(k) for k, _ in HEADLINE},
-        "after_sampled": {k: sampled.get(k) for k, _ in HEADLINE},
-    }
+    # Prompts written apart from the bundled splits: how far the behaviour carries to requests never trained on.
+    heldout = stage(
+        "evaluate PPO vs SFT, held-out prompts",
+        lambda: evaluate.main(
+            *parse_eval(
+                data={"dataset_name": "bundled_heldout", "dataset_test_split": "test"},
+                model_name_or_path=out / "ppo",
+                baseline_model_name_or_path=out / "sft",
+                output_dir=out / "eval_heldout",
+            )
+        ),
+    )
+    summary = {}
+    for suffix, result in (("", final), ("_sampled", sampled), ("_heldout", heldout)):
+        summary["before" + suffix] = {k: result["baseline"].get(k) for k, _ in HEADLINE}
+        summary["after" + suffix] = {k: result.get(k) for k, _ in HEADLINE}
     summary.update(
         seconds=timings, total_seconds=round(sum(timings.values()), 1), report=str(out / "eval" / "report.md")
     )
@@ -149,12 +160,19 @@ def main(args: DemoArguments) -> dict:
 
 
 def print_summary(console: Console, summary: dict) -> None:
-    table = Table(title="safety-rlhf demo: bundled eval split (greedy | sampled at T=0.7, seed 0)")
-    for column in ("metric", "SFT greedy", "PPO greedy", "SFT sampled", "PPO sampled"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
-    for key, label in HEADLINE:
-        values = [summary[side][key] for side in ("before", "after", "before_sampled", "after_sampled")]
-        table.add_row(label, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values))
-    console.print(table)
+    tables = (
+        ("bundled eval split (greedy | sampled at T=0.7, seed 0)", ("before", "after", "before_sampled", "after_sampled")),
+        ("held-out prompts, written apart (greedy)", ("before_heldout", "after_heldout")),
+    )  # fmt: skip
+    for title, sides in tables:
+        table = Table(title=f"safety-rlhf demo: {title}")
+        table.add_column("metric", no_wrap=True)
+        for side in sides:
+            model = "SFT" if side.startswith("before") else "PPO"
+            table.add_column(f"{model} {'sampled' if side.endswith('sampled') else 'greedy'}", justify="right")
+        for key, label in HEADLINE:
+            values = [summary[side][key] for side in sides]
+            table.add_row(label, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values))
+        console.print(table)
     console.print(f"stage times (s): {summary['seconds']}; total {summary['total_seconds']} s")
     console.print(f"report: {summary['report']}")

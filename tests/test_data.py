@@ -76,6 +76,21 @@ def test_bundled_heldout_pairs():
     assert dataset.column_names == list(data.COLUMNS["pairs"]) and len(dataset) > 0
 
 
+def test_bundled_heldout_prompts_are_the_distinct_heldout_pair_prompts():
+    pairs = data.load_pairs("bundled_heldout", "test")
+    prompts = data.load_prompts("bundled_heldout", "test")
+    assert prompts.column_names == list(data.COLUMNS["prompts"])
+    first = {}
+    for row in pairs:
+        first.setdefault(row["prompt"], (row["label"], row["category"]))
+    assert prompts["prompt"] == list(first)  # file order, each prompt once
+    assert [(r["label"], r["category"]) for r in prompts] == list(first.values())
+    assert set(prompts["split"]) == {"test"} and set(prompts["label"]) == {"harmful", "benign"}
+    seen = data.load_prompts("bundled")
+    assert not set(prompts["prompt"]) & set(seen["prompt"])
+    assert set(prompts["category"]) - set(seen["category"])  # categories never trained on
+
+
 # Hub mappings
 
 

@@ -32,14 +32,17 @@ def test_demo_runs_every_stage_and_leaves_a_self_contained_policy(tmp_path):
     summary = main(DemoArguments(output_dir=str(out), recipes_dir=str(short_recipes(tmp_path / "recipes"))))
     assert list(summary["seconds"]) == [
         "tiny models", "SFT warm start", "safety reward model", "evaluate the SFT policy", "PPO", "evaluate PPO vs SFT",
-        "evaluate PPO vs SFT, sampled",
+        "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",
     ]  # fmt: skip
     assert json.loads((out / "summary.json").read_text()) == summary
-    for side in ("before", "after", "before_sampled", "after_sampled"):
+    for side in ("before", "after", "before_sampled", "after_sampled", "before_heldout", "after_heldout"):
         assert 0 <= summary[side]["harmful_refusal_rate"] <= 1 and 0 <= summary[side]["benign_compliance_rate"] <= 1
     eval_json = json.loads((out / "eval" / "eval.json").read_text())
     assert eval_json["harmful_refusal_rate"] == summary["after"]["harmful_refusal_rate"]
     assert (out / "eval" / "report.md").is_file() and (out / "eval" / "training_curves.png").is_file()
+    heldout = json.loads((out / "eval_heldout" / "eval.json").read_text())
+    assert heldout["data"]["dataset_name"] == "bundled_heldout" and heldout["data"]["n_prompts"] == 79
+    assert heldout["benign_compliance_rate"] == summary["after_heldout"]["benign_compliance_rate"]
     # The final policy loads from its folder alone, chat template included.
     tokenizer = AutoTokenizer.from_pretrained(out / "ppo")
     model = AutoModelForCausalLM.from_pretrained(out / "ppo")
