@@ -611,6 +611,14 @@ class SafetyPPOTrainer:
                 f"checkpoint {path} does not match this model (missing {sorted(missing)[:3]}...); resume with the "
                 "same model and LoRA settings"
             )
+        groups, ours = len(state["optimizer"]["param_groups"]), len(self.optimizer.param_groups)
+        if groups != ours:
+            # Checkpoints written before value_learning_rate hold one group for policy and critic together.
+            raise SafetyRLHFError(
+                f"checkpoint {path} holds {groups} optimizer parameter group(s), this version has {ours} (policy, "
+                f"critic), so it cannot resume; start a new run from its weights: --model_name_or_path {path} "
+                f"--value_model_path {path / 'value'}"
+            )
         with torch.no_grad():
             params = dict(unwrapped.named_parameters())
             for name, value in state["trainable"].items():

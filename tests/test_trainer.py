@@ -241,6 +241,22 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_models, tmp_path):
     assert steps == [1, 2, 3, 4, 5]
 
 
+def test_resume_refuses_a_checkpoint_with_one_optimizer_group(tiny_models, tmp_path):
+    build(tiny_models, tmp_path, max_steps=2, save_steps=1).train()
+    ckpt = tmp_path / "run" / "checkpoint-1"
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    policy, critic = state["optimizer"]["param_groups"]
+    assert len(state["optimizer"]["param_groups"]) == 2
+    state["optimizer"]["param_groups"] = [{**policy, "params": policy["params"] + critic["params"]}]  # before 442e724
+    torch.save(state, ckpt / "trainer_state.pt")
+    trainer = build(tiny_models, tmp_path, max_steps=3, save_steps=1)
+    before = params(trainer.model)
+    refused = "holds 1 optimizer parameter group.*--model_name_or_path .*checkpoint-1"
+    with pytest.raises(SafetyRLHFError, match=refused):
+        trainer.train(resume_from_checkpoint="latest")
+    assert all(torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
+
+
 def test_checkpoints_are_atomic_and_limited(tiny_models, tmp_path):
     trainer = build(tiny_models, tmp_path, max_steps=5, save_steps=1, save_total_limit=2)
     stale = tmp_path / "run" / "checkpoint-3.tmp"
