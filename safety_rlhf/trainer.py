@@ -616,8 +616,8 @@ class SafetyPPOTrainer:
             # Checkpoints written before value_learning_rate hold one group for policy and critic together.
             raise SafetyRLHFError(
                 f"checkpoint {path} holds {groups} optimizer parameter group(s), this version has {ours} (policy, "
-                f"critic), so it cannot resume; start a new run from its weights: --model_name_or_path {path} "
-                f"--value_model_path {path / 'value'}"
+                "critic), so it cannot resume; start a new run from its weights instead (policy in the folder, critic "
+                f"in value/; without LoRA: --model_name_or_path {path} --value_model_path {path / 'value'})"
             )
         with torch.no_grad():
             params = dict(unwrapped.named_parameters())

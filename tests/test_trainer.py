@@ -246,7 +246,6 @@ def test_resume_refuses_a_checkpoint_with_one_optimizer_group(tiny_models, tmp_p
     ckpt = tmp_path / "run" / "checkpoint-1"
     state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
     policy, critic = state["optimizer"]["param_groups"]
-    assert len(state["optimizer"]["param_groups"]) == 2
     state["optimizer"]["param_groups"] = [{**policy, "params": policy["params"] + critic["params"]}]  # before 442e724
     torch.save(state, ckpt / "trainer_state.pt")
     trainer = build(tiny_models, tmp_path, max_steps=3, save_steps=1)
