@@ -169,9 +169,14 @@ def build_tiny_policy(out_dir, tokenizer, arch="qwen2", hidden_size=128, num_hid
     else:
         raise SafetyRLHFError(f"arch={arch!r} is not supported; use 'qwen2', 'llama' or 'minilm'")
     torch.manual_seed(seed)
-    model = cls(config)
+    return _save_policy(cls(config), tokenizer, out_dir)
+
+
+def _save_policy(model, tokenizer, out_dir) -> Path:
+    """Save a policy with its tokenizer and a generation config holding the special token ids of its config."""
+    config = model.config
     model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=common["bos_token_id"]
+        eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id
     )
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
@@ -257,19 +262,12 @@ def build_minilm_policy(out_dir, texts: list[str], num_hidden_layers: int = 3) -
     }
     prefixes = ["embeddings.LayerNorm."] + [f"encoder.layer.{i}." for i in range(num_hidden_layers)]
     state.update({k: v for k, v in weights.items() if k.startswith(tuple(prefixes))})
-    torch.manual_seed(0)
-    model = BertGenerationDecoder(config)
+    model = BertGenerationDecoder(config)  # every weight is overwritten below, the LM-head bias set to zero
     missing, unexpected = model.load_state_dict({"bert." + k: v for k, v in state.items()}, strict=False)
     if unexpected or set(missing) - {"lm_head.bias", "lm_head.decoder.weight", "lm_head.decoder.bias"}:
         raise SafetyRLHFError(f"all-MiniLM-L6-v2 at {src} does not map onto BertGeneration ({missing}, {unexpected})")
     torch.nn.init.zeros_(model.lm_head.bias)
-    model.generation_config = GenerationConfig(
-        eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id
-    )
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    return _save_policy(model, tokenizer, out_dir)
 
 
 def build_tiny_classifier(out_dir, tokenizer, hidden_size=64, seed=0) -> Path:

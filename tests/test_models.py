@@ -112,10 +112,10 @@ def test_minilm_policy_is_the_pretrained_encoder_run_causally(tmp_path):
     # The vocabulary is cut, but the bundled text keeps MiniLM's own pieces and never needs [UNK].
     original = AutoTokenizer.from_pretrained(minilm_path())
     assert 3000 < len(tok) < len(original) // 4
-    sample = bundled_text()[:300]
-    for line in sample:
+    texts = bundled_text()
+    for line in texts[:300]:
         assert tok.convert_ids_to_tokens(tok(line)["input_ids"]) == original.tokenize(line)
-    assert tok.unk_token_id not in {i for line in bundled_text() for i in tok(line)["input_ids"]}
+    assert tok.unk_token_id not in {i for line in texts for i in tok(line)["input_ids"]}
     assert tok.decode(tok("I can't help, it's fine.")["input_ids"]) == "i can't help, it's fine."
 
     # Same hidden states as MiniLM's own BertModel under a causal mask, on the same words.
