@@ -54,6 +54,7 @@ from trl.trainer.utils import pad
 
 from safety_rlhf import SafetyRLHFError, data
 from safety_rlhf.config import ScriptArguments, check_output_dir, save_config
+from safety_rlhf.models import keep_4bit_layers_trainable
 
 from .model import SafetyCostModel, SafetyRewardModel, encode
 
@@ -377,6 +378,8 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
     max_length = min(training_args.max_length or tokenizer.model_max_length, tokenizer.model_max_length)
     peft_config = peft_config_for(model_args)
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+    if quantized:
+        keep_4bit_layers_trainable(model)  # evaluation passes between training steps must not repack the weights
     if training_args.objective == "reward":
         # The segment-id columns are not in RewardTrainer's signature columns; tokenize_pairs drops all the others.
         training_args.remove_unused_columns = False

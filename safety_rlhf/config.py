@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
@@ -80,6 +81,21 @@ def save_config(output_dir: str | os.PathLike, **sections) -> Path:
     data = {name: to_dict(args) for name, args in sections.items() if args is not None}
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+def start_cpu_process_group(args: TrainingArguments) -> None:
+    """Start a multi-process CPU run's process group with `ddp_timeout`, so a lost peer ends the run with an error.
+
+    `TrainingArguments.__post_init__` starts the process group, and on the CPU path (gloo) it passes no timeout (its
+    GPU paths pass `ddp_timeout`): a rank whose peer stalls would then wait 30 minutes. Starting it first, with the
+    timeout, makes every later `PartialState` reuse it.
+    """
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    cpu = args.use_cpu or os.environ.get("ACCELERATE_USE_CPU", "false").lower() in ("1", "true", "yes")
+    if cpu and int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
+        PartialState(cpu=True, backend=args.ddp_backend, timeout=timedelta(seconds=args.ddp_timeout))
 
 
 @dataclass
@@ -210,6 +226,7 @@ class SafetyPPOConfig(TrainingArguments):
     mini_batch_size: int | None = field(default=None, init=False)
 
     def __post_init__(self):
+        start_cpu_process_group(self)
         super().__post_init__()
         for name in ("num_ppo_epochs", "num_mini_batches", "response_length", "per_device_train_batch_size"):
             if getattr(self, name) < 1:

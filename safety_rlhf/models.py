@@ -70,9 +70,23 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrain
     return tokenizer
 
 
+def keep_4bit_layers_trainable(model) -> None:
+    """Turn off bitsandbytes' one-way CPU repacking of 4-bit weights, which breaks training after an eval pass.
+
+    On a CPU with AVX512-BF16, bitsandbytes (0.49+) repacks a `Linear4bit`'s weights for a faster kernel the first time
+    it runs in eval mode without grad (our rollout), and keeps that layout; the training forward that follows then
+    takes the inference kernel and fails in backward ("a view of a leaf Variable that requires grad is being used in an
+    in-place operation"). PPO alternates the two modes every update, so the policy keeps the trainable layout.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def _prepare_for_training(model, quantized: bool, gradient_checkpointing: bool):
     """k-bit preparation (fp32 norms, input grads) for a quantized model; non-reentrant checkpointing if asked."""
     if quantized:
+        keep_4bit_layers_trainable(model)
         return prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=gradient_checkpointing,

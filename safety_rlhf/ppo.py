@@ -65,4 +65,7 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
                 private=bool(training_args.hub_private_repo),
             )
         )
+    # The entry point ends the run (trackers, process group), after every rank has saved: not `train()`, whose
+    # callers (tests, scripts) may still need the process group.
+    trainer.accelerator.end_training()
     return trainer

@@ -102,6 +102,55 @@ def per_token_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: 
     raise ValueError(f"unknown KL estimator {estimator!r}; expected one of {', '.join(KL_ESTIMATORS)}")
 
 
+def episode_scores(
+    raw_scores: torch.Tensor,
+    has_stop: torch.Tensor,
+    missing_eos_penalty: float | None = None,
+    reward_clip: float | None = None,
+    rule_term: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The score of each episode from the reward model's raw score, in this order:
+
+    1. ``rule_term`` (optional, (B,)) is added (the rule-based refusal term: +r right behaviour, -r wrong);
+    2. the EOS trick (Huang et al. 2024, "The N+ implementation details of RLHF with PPO", arXiv 2403.17031):
+       ``missing_eos_penalty`` is subtracted where ``has_stop`` is False; None disables it;
+    3. the result is clipped to [-reward_clip, reward_clip] (None disables it).
+
+    raw_scores: (B,) float; has_stop: (B,) bool. Returns (B,).
+    """
+    scores = raw_scores if rule_term is None else raw_scores + rule_term
+    if missing_eos_penalty is not None:
+        scores = torch.where(has_stop, scores, scores - missing_eos_penalty)
+    if reward_clip is not None:
+        scores = scores.clamp(-reward_clip, reward_clip)
+    return scores
+
+
+def token_rewards(
+    scores: torch.Tensor,
+    kl: torch.Tensor,
+    lengths: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+    whiten: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards (Ziegler et al. 2019, Eq. 2): r_t = -kl_coef * KL_t, plus the episode score on the last
+    valid token (the stop token itself when there is one, not the padding slot after it: trl#3750).
+
+    scores: (B,); kl: (B, T) per-token KL (``per_token_kl``); lengths: (B,) valid tokens per row (>= 1); mask: (B, T).
+    With ``whiten``, the rewards are whitened over valid tokens keeping their mean (``masked_whiten(shift_mean=False)``).
+    Returns (rewards, non_score_reward), each (B, T) and 0 at padding; non_score_reward is the KL part alone.
+    """
+    mask = mask.bool()
+    non_score_reward = torch.where(mask, -kl_coef * kl, 0.0)
+    rewards = non_score_reward.clone()
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    rewards[rows, lengths - 1] += scores.to(rewards.dtype)
+    if whiten:
+        rewards = masked_whiten(rewards, mask, shift_mean=False)
+    return rewards, non_score_reward
+
+
 def policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,

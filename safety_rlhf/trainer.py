@@ -44,6 +44,8 @@ from .config import SafetyPPOConfig
 METRICS_FILE = "metrics.jsonl"
 STATE_FILE = "trainer_state.pt"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# Words in the RuntimeError of a failed gloo/NCCL collective (torch raises no dedicated type for all of them).
+COLLECTIVE_ERRORS = ("gloo", "NCCL", "nccl", "Timed out", "Connection closed", "Connection reset", "timed out")
 STAT_KEYS = ("pg_loss", "vf_loss", "pg_clipfrac", "vf_clipfrac", "approxkl", "entropy", "ratio", "ratio_var")
 
 
@@ -272,7 +274,8 @@ class SafetyPPOTrainer:
             desc="ppo",
         )
         while self.update < self.num_updates:
-            metrics, samples = self.step(self.batch(self.update))
+            with self.collectives_explained():
+                metrics, samples = self.step(self.batch(self.update))
             self.update += 1
             metrics.update(
                 {
@@ -293,8 +296,23 @@ class SafetyPPOTrainer:
             if args.save_steps and self.update % int(args.save_steps) == 0 and self.update < self.num_updates:
                 self.save_checkpoint()
         bar.close()
-        acc.end_training()
         return history
+
+    @contextmanager
+    def collectives_explained(self):
+        """A failed collective (a peer that crashed, or stalled past `ddp_timeout`) becomes one clear error."""
+        try:
+            yield
+        except RuntimeError as err:
+            acc, text = self.accelerator, str(err)
+            if acc.num_processes == 1 or not any(word in text for word in COLLECTIVE_ERRORS):
+                raise
+            first = " ".join(text.split())[:300]
+            raise SafetyRLHFError(
+                f"update {self.update + 1}: a collective operation failed on rank {acc.process_index} of "
+                f"{acc.num_processes} ({first}); another process crashed or stalled longer than ddp_timeout="
+                f"{self.args.ddp_timeout}s: read its log, and raise ddp_timeout if a step legitimately takes longer"
+            ) from err
 
     def step(self, batch: dict) -> tuple[dict, list]:
         """One PPO iteration on one batch of prompts; returns its metrics and a few samples."""
@@ -352,24 +370,19 @@ class SafetyPPOTrainer:
         with timer("scoring"):
             completions = tok.batch_decode(responses, skip_special_tokens=True)
             raw_scores = rollout.score(self.reward_fn, batch["prompts"], completions, acc.device)
-        scores = raw_scores.clone()
         refused, harmful = self.refusals(batch.get("labels"), completions)
+        rule_term = None
         if args.refusal_reward and refused is not None:
             # Rule-based term: +r for the right behaviour (refuse harmful, answer benign), -r for the wrong one.
-            scores = scores + args.refusal_reward * torch.where(refused == harmful, 1.0, -1.0)
-        if args.missing_eos_penalty is not None and self.stop_token_ids:
-            scores = torch.where(has_stop, scores, scores - args.missing_eos_penalty)
-        if args.reward_clip is not None:
-            scores = scores.clamp(-args.reward_clip, args.reward_clip)
+            rule_term = args.refusal_reward * torch.where(refused == harmful, 1.0, -1.0)
+        eos_penalty = args.missing_eos_penalty if self.stop_token_ids else None
+        scores = ppo_core.episode_scores(raw_scores, has_stop, eos_penalty, args.reward_clip, rule_term)
 
         # 4. Per-token rewards: -beta * KL_t on every response token, plus the score on the last one (the stop token).
         kl = ppo_core.per_token_kl(logprobs, ref_logprobs, args.kl_estimator) * maskf
-        non_score_reward = -self.kl_ctl.value * kl
-        rewards = non_score_reward.clone()
-        rows = torch.arange(rewards.shape[0], device=rewards.device)
-        rewards[rows, lengths - 1] += scores
-        if args.whiten_rewards:
-            rewards = ppo_core.masked_whiten(rewards, maskf, shift_mean=False)
+        rewards, non_score_reward = ppo_core.token_rewards(
+            scores, kl, lengths, maskf, self.kl_ctl.value, whiten=args.whiten_rewards
+        )
 
         # 5. Advantages: GAE over response tokens, returns = A + V, advantages whitened over the batch.
         advantages, returns = ppo_core.compute_gae(rewards, values, maskf, args.gamma, args.lam)
@@ -390,54 +403,16 @@ class SafetyPPOTrainer:
             "returns": returns,
             "advantages": advantages,
         }
-        finite = rollout.is_finite(rewards, advantages, values)
+        finite = self.all_finite(rewards, advantages, values)
         sequence_lengths = query_mask.sum(1) + lengths
 
         # 6. PPO epochs: shuffled mini-batches, each one optimizer step over accumulated micro-batches.
         unwrapped.train()
         stats = {k: [] for k in STAT_KEYS}
-        with timer("optimization"):
-            local_bs, mini, micro = args.local_batch_size, args.local_mini_batch_size, args.per_device_train_batch_size
-            for _ in range(args.num_ppo_epochs if finite else 0):
-                order = torch.randperm(local_bs, device=acc.device)
-                for mb_start in range(0, local_bs, mini):
-                    mb = order[mb_start : mb_start + mini]
-                    # Rows of similar length share a micro-batch, so each forward pass has little padding to cut. The
-                    # loss is a token sum over the whole mini-batch: the grouping does not change the update.
-                    mb = mb[torch.argsort(sequence_lengths[mb], descending=True, stable=True)]
-                    # Token-mean over the whole mini-batch (all processes): micro-batches are weighted by their tokens.
-                    mb_tokens = acc.reduce(maskf[mb].sum(), reduction="sum")
-                    for mc_start in range(0, mini, micro):
-                        last = mc_start + micro >= mini
-                        with nullcontext() if last else acc.no_sync(self.model):
-                            loss, tokens, micro_stats = self.micro_batch_loss(
-                                rollout_batch, mb[mc_start : mc_start + micro], context
-                            )
-                            if not rollout.is_finite(loss):
-                                finite = False
-                                break
-                            acc.backward(loss * tokens * acc.num_processes / mb_tokens * self.micro_per_step)
-                        for key, value in micro_stats.items():
-                            stats[key].append(value.detach().float())
-                    if not finite:
-                        self.optimizer.zero_grad()
-                        break
-                    if args.max_grad_norm and args.max_grad_norm > 0:
-                        acc.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad()
-                if not finite:
-                    break
-        if not finite:
-            self.nonfinite_streak += 1
-            if self.nonfinite_streak >= args.max_nonfinite_updates:
-                raise SafetyRLHFError(
-                    f"{self.nonfinite_streak} consecutive updates had a non-finite reward or loss (last at update "
-                    f"{self.update + 1}); check the reward model's outputs, lower learning_rate, or raise "
-                    "max_nonfinite_updates"
-                )
-        else:
-            self.nonfinite_streak = 0
+        if finite:
+            with timer("optimization"):
+                finite = self.ppo_epochs(rollout_batch, sequence_lengths, context, stats)
+        self.count_nonfinite(finite)
         self.scheduler.step()
 
         # 7. KL control and metrics (TRL's names; sums over a sequence, means over the batch and processes).
@@ -476,6 +451,59 @@ class SafetyPPOTrainer:
         metrics.update(self.safety_metrics(refused, harmful))
         samples = list(zip(batch["prompts"], completions, scores.tolist(), strict=True))[: args.sample_completions]
         return metrics, samples
+
+    def ppo_epochs(self, rb: dict, sequence_lengths, context: int, stats: dict) -> bool:
+        """`num_ppo_epochs` passes over the rollout batch `rb` in shuffled mini-batches, one optimizer step each over
+        accumulated micro-batches; appends each micro-batch's statistics to `stats`.
+
+        Returns False, with the current mini-batch's gradients dropped, as soon as a loss is non-finite on any
+        process: the decision is taken by all processes together, so they leave at the same micro-batch and no one
+        waits in a gradient all-reduce that another skipped.
+        """
+        args, acc = self.args, self.accelerator
+        local_bs, mini, micro = args.local_batch_size, args.local_mini_batch_size, args.per_device_train_batch_size
+        for _ in range(args.num_ppo_epochs):
+            order = torch.randperm(local_bs, device=acc.device)
+            for mb_start in range(0, local_bs, mini):
+                mb = order[mb_start : mb_start + mini]
+                # Rows of similar length share a micro-batch, so each forward pass has little padding to cut. The loss
+                # is a token sum over the whole mini-batch: the grouping does not change the update.
+                mb = mb[torch.argsort(sequence_lengths[mb], descending=True, stable=True)]
+                # Token-mean over the whole mini-batch (all processes): micro-batches are weighted by their tokens.
+                mb_tokens = acc.reduce(rb["mask"][mb].sum(), reduction="sum")
+                for mc_start in range(0, mini, micro):
+                    last = mc_start + micro >= mini
+                    with nullcontext() if last else acc.no_sync(self.model):
+                        loss, tokens, micro_stats = self.micro_batch_loss(rb, mb[mc_start : mc_start + micro], context)
+                        if not self.all_finite(loss):
+                            self.optimizer.zero_grad()
+                            return False
+                        acc.backward(loss * tokens * acc.num_processes / mb_tokens * self.micro_per_step)
+                    for key, value in micro_stats.items():
+                        stats[key].append(value.detach().float())
+                if args.max_grad_norm and args.max_grad_norm > 0:
+                    acc.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+        return True
+
+    def all_finite(self, *values) -> bool:
+        """Whether every value is finite on every process. One decision for all ranks: a rank that skipped an update
+        alone would leave the others waiting forever in a collective (an all-reduce, DDP's gradient sync)."""
+        bad = torch.tensor(0.0 if rollout.is_finite(*values) else 1.0, device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad, reduction="sum")
+        return bool(bad == 0)
+
+    def count_nonfinite(self, finite: bool) -> None:
+        """Skipped (non-finite) updates in a row; the run stops with a clear error after `max_nonfinite_updates`."""
+        self.nonfinite_streak = 0 if finite else self.nonfinite_streak + 1
+        if self.nonfinite_streak >= self.args.max_nonfinite_updates:
+            raise SafetyRLHFError(
+                f"{self.nonfinite_streak} consecutive updates had a non-finite reward or loss (last at update "
+                f"{self.update + 1}); check the reward model's outputs, lower learning_rate, or raise "
+                "max_nonfinite_updates"
+            )
 
     def micro_batch_loss(self, rb: dict, idx, context: int):
         """PPO loss of the rows `idx` of the rollout batch `rb`, its number of response tokens, and its statistics.

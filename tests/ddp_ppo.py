@@ -1,27 +1,62 @@
-"""Run by tests/test_ddp.py under `accelerate launch --multi_gpu --num_processes 2` (CPU: gloo): two PPO updates, then each rank
-writes a fingerprint of its weights and the sizes it used."""
+"""Run by tests/test_ddp.py as 2 CPU ranks (gloo) through `helpers.run_ranks`: a few PPO updates, then each rank
+writes a fingerprint of its weights, the sizes it used and its metrics.
+
+    python tests/ddp_ppo.py POLICY_DIR OUT_DIR SCENARIO
+
+Scenarios: `sync` (plain run), `nan_reward` / `nan_loss` (rank 1 alone sees a NaN reward / loss at update 2),
+`stall` (rank 1 stops answering at update 2; rank 0 must end with a clear error after `ddp_timeout`).
+Like the CLI, a `SafetyRLHFError` prints one line and exits with status 2.
+"""
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
-from trl import ModelConfig
-
-from safety_rlhf.config import SafetyPPOConfig
-from safety_rlhf.models import load_policy, load_tokenizer, load_value_model
-from safety_rlhf.trainer import SafetyPPOTrainer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_trainer import length_reward, make_dataset  # noqa: E402
+from helpers import length_reward, make_dataset, model_args  # noqa: E402
+
+from safety_rlhf import SafetyRLHFError  # noqa: E402
+from safety_rlhf.config import SafetyPPOConfig  # noqa: E402
+from safety_rlhf.models import load_policy, load_tokenizer, load_value_model  # noqa: E402
+from safety_rlhf.trainer import SafetyPPOTrainer  # noqa: E402
+
+STALL_SECONDS = 25
 
 
-def main(policy_path: str, out: str) -> None:
-    margs = ModelConfig(model_name_or_path=policy_path, dtype="float32")
+class OnRank1AtUpdate2:
+    """Wraps a function; on rank 1, its call during update 2 does `action` instead."""
+
+    def __init__(self, trainer, fn, action):
+        self.trainer, self.fn, self.action = trainer, fn, action
+
+    def __call__(self, *args, **kwargs):
+        out = self.fn(*args, **kwargs)
+        if self.trainer.accelerator.process_index == 1 and self.trainer.update == 1:
+            return self.action(out)
+        return out
+
+
+def nan_like(out):
+    if isinstance(out, tuple):  # micro_batch_loss: (loss, tokens, stats)
+        return (out[0] * float("nan"), *out[1:])
+    return [float("nan")] * len(out)
+
+
+def stall(out):
+    time.sleep(STALL_SECONDS)
+    sys.exit(3)
+
+
+def main(policy_path: str, out: str, scenario: str) -> None:
+    margs = model_args(policy_path)
     tokenizer = load_tokenizer(margs)
     args = SafetyPPOConfig(
         output_dir=out, use_cpu=True, per_device_train_batch_size=2, gradient_accumulation_steps=2, num_ppo_epochs=2,
-        max_steps=2, response_length=6, learning_rate=1e-3, save_steps=0, sample_completions=0, seed=0,
+        max_steps=3, response_length=6, learning_rate=1e-3, save_steps=0, sample_completions=0, seed=0,
+        ddp_timeout=8 if scenario == "stall" else 600,
     )  # fmt: skip
     trainer = SafetyPPOTrainer(
         args,
@@ -31,6 +66,10 @@ def main(policy_path: str, out: str) -> None:
         length_reward,
         make_dataset(tokenizer),
     )
+    if scenario in ("nan_reward", "stall"):
+        trainer.reward_fn = OnRank1AtUpdate2(trainer, length_reward, nan_like if scenario == "nan_reward" else stall)
+    elif scenario == "nan_loss":
+        trainer.micro_batch_loss = OnRank1AtUpdate2(trainer, trainer.micro_batch_loss, nan_like)
     model = trainer.accelerator.unwrap_model(trainer.model)
     initial = {n: float(p.detach().double().sum()) for n, p in model.named_parameters()}
     history = trainer.train()
@@ -42,14 +81,20 @@ def main(policy_path: str, out: str) -> None:
                 "world_size": trainer.accelerator.num_processes,
                 "batch_size": args.batch_size,
                 "episode": history[-1]["episode"],
+                "nonfinite": [m["nonfinite_update"] for m in history],
                 "fingerprint": fingerprint,
                 "changed": sum(fingerprint[n] != initial[n] for n in initial),
                 "prompts_seen": trainer.batch(0)["prompts"],
             }
         )
     )
-    torch.distributed.barrier() if torch.distributed.is_initialized() else None
+    torch.distributed.barrier()
+    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    try:
+        main(*sys.argv[1:4])
+    except SafetyRLHFError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,29 +1,41 @@
-"""Two CPU processes (gloo; `--multi_gpu` is accelerate's multi-process launcher, CPU without CUDA) through
-`accelerate launch`: the ranks stay in sync and the batch is what the config says."""
+"""Two CPU ranks (gloo), started and owned by the test (`helpers.run_ranks`: killed whole at the timeout): the ranks
+stay in sync, a NaN on one rank alone skips the update on both instead of hanging them, and a stalled peer ends the
+run with a clear error after `ddp_timeout`."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-HERE = Path(__file__).parent
+import pytest
+from helpers import HERE, run_ranks
+
+SCRIPT = HERE / "ddp_ppo.py"
+
+
+def ranks(tiny_models, tmp_path, scenario):
+    results = run_ranks(SCRIPT, [tiny_models["policy"], tmp_path, scenario], timeout=240)
+    return results, [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
 
 
 def test_two_process_ddp_keeps_ranks_in_sync(tiny_models, tmp_path):
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
-    cmd = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_port", "29533",
-        str(HERE / "ddp_ppo.py"), str(tiny_models["policy"]), str(tmp_path),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2, 2]
-    # batch = per-device 2 x accumulation 2 x 2 processes; two updates
-    assert [r["batch_size"] for r in ranks] == [8, 8] and [r["episode"] for r in ranks] == [16, 16]
-    assert ranks[0]["changed"] > 0 and ranks[0]["fingerprint"] == ranks[1]["fingerprint"]
-    assert ranks[0]["prompts_seen"] != ranks[1]["prompts_seen"]  # each rank rolls out its own slice of the batch
+    results, out = ranks(tiny_models, tmp_path, "sync")
+    assert [code for code, _ in results] == [0, 0], results[0][1][-3000:] + results[1][1][-3000:]
+    assert [r["world_size"] for r in out] == [2, 2]
+    # batch = per-device 2 x accumulation 2 x 2 processes; three updates
+    assert [r["batch_size"] for r in out] == [8, 8] and [r["episode"] for r in out] == [24, 24]
+    assert out[0]["changed"] > 0 and out[0]["fingerprint"] == out[1]["fingerprint"]
+    assert out[0]["prompts_seen"] != out[1]["prompts_seen"]  # each rank rolls out its own slice of the batch
+
+
+@pytest.mark.parametrize("scenario", ["nan_reward", "nan_loss"])
+def test_a_nan_on_one_rank_skips_the_update_on_both(tiny_models, tmp_path, scenario):
+    results, out = ranks(tiny_models, tmp_path, scenario)
+    assert [code for code, _ in results] == [0, 0], results[0][1][-3000:] + results[1][1][-3000:]
+    assert [r["nonfinite"] for r in out] == [[0, 1, 0], [0, 1, 0]]
+    assert out[0]["changed"] > 0 and out[0]["fingerprint"] == out[1]["fingerprint"]
+
+
+def test_a_stalled_peer_ends_the_run_with_a_clear_error(tiny_models, tmp_path):
+    (code0, log0), (code1, _) = run_ranks(SCRIPT, [tiny_models["policy"], tmp_path, "stall"], timeout=240)
+    assert code0 == 2 and code1 == 3, log0[-3000:]
+    error = [line for line in log0.splitlines() if "error: " in line][-1]
+    assert "update 2: a collective operation failed on rank 0 of 2" in error
+    assert "Timed out" in error and "ddp_timeout=8s" in error

@@ -7,12 +7,14 @@ from safety_rlhf.ppo_core import (
     AdaptiveKLController,
     FixedKLController,
     compute_gae,
+    episode_scores,
     explained_variance,
     masked_mean,
     masked_var,
     masked_whiten,
     per_token_kl,
     policy_loss,
+    token_rewards,
     value_loss,
 )
 
@@ -335,3 +337,46 @@ def test_kl_controller_state_dict_round_trip():
     fixed2 = FixedKLController(1.0)
     fixed2.load_state_dict(fixed.state_dict())
     assert fixed2.value == 0.05
+
+
+# Reward assembly: episode scores (rule term, EOS trick, clip), then per-token rewards (KL penalty + score on the last
+# valid token), by hand.
+def test_episode_scores_eos_penalty_rule_term_and_clip_by_hand():
+    raw = torch.tensor([0.5, 2.0, -0.4, 3.0], dtype=D)
+    has_stop = torch.tensor([True, False, False, True])
+    assert torch.equal(episode_scores(raw, has_stop), raw)  # everything off: the raw score
+    # EOS trick: rows 1 and 2 never stopped -> 2.0 - 1.5 = 0.5, -0.4 - 1.5 = -1.9
+    out = episode_scores(raw, has_stop, missing_eos_penalty=1.5)
+    assert torch.allclose(out, torch.tensor([0.5, 0.5, -1.9, 3.0], dtype=D))
+    # + rule term, then the penalty, then the clip to [-1, 1]: [0.5+1, 2-1-1.5, -0.4+1-1.5, 3-1] -> [1, -0.5, -0.9, 1]
+    rule = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=D)
+    out = episode_scores(raw, has_stop, missing_eos_penalty=1.5, reward_clip=1.0, rule_term=rule)
+    assert torch.allclose(out, torch.tensor([1.0, -0.5, -0.9, 1.0], dtype=D))
+    assert torch.equal(raw, torch.tensor([0.5, 2.0, -0.4, 3.0], dtype=D))  # the input is not modified
+
+
+def test_token_rewards_score_on_the_last_valid_token_by_hand():
+    kl = torch.tensor([[0.2, -0.1, 0.4, 9.0], [0.3, 9.0, 9.0, 9.0]], dtype=D)  # 9.0: garbage at padding
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=D)
+    lengths = torch.tensor([3, 1])
+    scores = torch.tensor([1.0, -2.0], dtype=D)
+    rewards, non_score = token_rewards(scores, kl, lengths, mask, kl_coef=0.5)
+    assert torch.allclose(non_score, torch.tensor([[-0.1, 0.05, -0.2, 0.0], [-0.15, 0, 0, 0]], dtype=D))
+    # the score sits on token 3 of row 0 (its stop token), token 1 of row 1; nothing on the padding after them
+    assert torch.allclose(rewards, torch.tensor([[-0.1, 0.05, 0.8, 0.0], [-2.15, 0, 0, 0]], dtype=D))
+    # sum of rewards = score + sum of the KL terms, per row
+    assert torch.allclose(rewards.sum(1), scores + non_score.sum(1))
+
+
+def test_token_rewards_whitening_keeps_the_mean():
+    kl = torch.tensor([[0.2, -0.1, 0.4], [0.3, 0.0, 0.0]], dtype=D)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=D)
+    scores, lengths = torch.tensor([1.0, -2.0], dtype=D), torch.tensor([3, 1])
+    plain, _ = token_rewards(scores, kl, lengths, mask, kl_coef=0.5)
+    whitened, _ = token_rewards(scores, kl, lengths, mask, kl_coef=0.5, whiten=True)
+    # valid plain rewards {-0.1, 0.05, 0.8, -2.15}: mean -0.35, unbiased var from the hand values
+    valid = torch.tensor([-0.1, 0.05, 0.8, -2.15], dtype=D)
+    mean, var = valid.mean(), valid.var(unbiased=True)
+    expected = torch.where(mask.bool(), (plain - mean) / torch.sqrt(var + 1e-8) + mean, 0.0)
+    assert torch.allclose(whitened, expected)
+    assert torch.isclose(whitened[mask.bool()].mean(), mean)

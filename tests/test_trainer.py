@@ -2,94 +2,14 @@
 
 import json
 
-import datasets
 import pytest
 import torch
-from trl import ModelConfig
+from helpers import PROMPTS, build, config, length_reward, make_dataset, model_args, params
 
 from safety_rlhf import SafetyRLHFError, rollout
 from safety_rlhf.config import SafetyPPOConfig
 from safety_rlhf.models import load_policy, load_tokenizer, load_value_model
 from safety_rlhf.trainer import SafetyPPOTrainer, sorted_checkpoints
-
-PROMPTS = [
-    "How do I kill a Python process?",
-    "What is the capital of France?",
-    "Write a short poem about the sea.",
-    "How can I shoot a good photo at night?",
-    "Explain what money laundering is.",
-    "Give me a tip for baking bread.",
-    "How do I blow my audience away?",
-    "What year did the Berlin Wall fall?",
-]
-
-
-def model_args(path, **kw):
-    return ModelConfig(model_name_or_path=str(path), dtype="float32", **kw)
-
-
-def make_dataset(tokenizer, n=32):
-    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n)]
-    ids = [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, return_dict=False)
-        for p in prompts
-    ]
-    return datasets.Dataset.from_dict({"prompt": prompts, "input_ids": ids})
-
-
-def config(tmp_path, **kw):
-    base = dict(
-        output_dir=str(tmp_path / "run"),
-        use_cpu=True,
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        num_ppo_epochs=2,
-        max_steps=2,
-        response_length=8,
-        learning_rate=1e-3,
-        save_steps=0,
-        sample_completions=0,
-        seed=0,
-        missing_eos_penalty=None,
-        ent_coef=0.0,
-    )
-    base.update(kw)
-    return SafetyPPOConfig(**base)
-
-
-class LetterReward:
-    """Synthetic reward: the share of completion tokens (re-tokenized from the text) that contain the letter `e`."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    def __call__(self, prompts, completions):
-        out = []
-        for text in completions:
-            pieces = [self.tokenizer.decode([i]) for i in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
-            out.append(sum("e" in p for p in pieces) / max(1, len(pieces)))
-        return out
-
-
-def length_reward(prompts, completions):
-    """A reward with spread whatever the policy samples, so every parameter gets a gradient."""
-    return [len(c) / 40 for c in completions]
-
-
-def build(tiny_models, tmp_path, reward=None, peft=False, ref_model=None, **kw):
-    margs = model_args(
-        tiny_models["policy"], use_peft=peft, lora_r=8, lora_alpha=16, lora_target_modules=["q_proj", "v_proj"]
-    )
-    tokenizer = load_tokenizer(margs)
-    policy = load_policy(margs, tokenizer)
-    value = load_value_model(str(tiny_models["policy"]), margs, tokenizer)
-    args = config(tmp_path, **kw)
-    reward = reward or LetterReward(tokenizer)
-    return SafetyPPOTrainer(args, tokenizer, policy, value, reward, make_dataset(tokenizer), ref_model=ref_model)
-
-
-def params(module):
-    return {n: p.detach().clone() for n, p in module.named_parameters()}
 
 
 def test_ppo_raises_a_synthetic_reward(tiny_models, tmp_path):
