@@ -136,7 +136,7 @@ def _load_gguf(path: Path, dtype: torch.dtype):
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SafetyRLHFError(
             f"transformers cannot import gguf_file {str(path)!r} ({first}); use a GGUF of an architecture that "
-            "transformers reads (llama, qwen2, mistral, gemma, ...)"
+            "transformers reads (llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3, ...)"
         ) from err
     return tokenizer, model
 
