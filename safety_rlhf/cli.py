@@ -25,6 +25,7 @@ def _verbs() -> dict:
     from .config import SafetyPPOConfig, ScriptArguments
     from .demo import DemoArguments
     from .evaluate import EvalArguments
+    from .gguf_import import GGUFImportArguments
     from .hub import PushArguments
     from .plan import PlanArguments
     from .tiny import TinyArguments
@@ -34,6 +35,11 @@ def _verbs() -> dict:
 
     return {
         "tiny": ([TinyArguments], call("safety_rlhf.tiny"), "build the tiny offline policy and classifier"),
+        "import-gguf": (
+            [GGUFImportArguments],
+            call("safety_rlhf.gguf_import"),
+            "write a model folder from a GGUF chat model (default: the bundled SmolLM2-135M-Instruct)",
+        ),
         "data": (
             [ScriptArguments, DataArguments],
             lambda script_args, data_args: import_module("safety_rlhf.data").main(script_args, kind=data_args.kind),
@@ -59,7 +65,7 @@ def _verbs() -> dict:
 
 def usage(verbs: dict) -> str:
     lines = ["usage: safety-rlhf <verb> --config recipe.yaml [--key value ...]", "", "verbs:"]
-    lines += [f"  {name:<8} {help_}" for name, (_, _, help_) in verbs.items()]
+    lines += [f"  {name:<11} {help_}" for name, (_, _, help_) in verbs.items()]
     return "\n".join(lines)
 
 

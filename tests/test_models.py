@@ -72,9 +72,47 @@ def test_missing_pad_gets_a_dedicated_token(tiny_models, tmp_path):
     AutoModelForCausalLM.from_pretrained(tiny_models["policy"]).save_pretrained(tmp_path)
     args = ModelConfig(model_name_or_path=str(tmp_path), dtype="float32")
     fixed = load_tokenizer(args)
-    assert fixed.pad_token == "<|pad|>" and fixed.pad_token_id != fixed.eos_token_id
+    # The tiny tokenizer's only other special token, <|endoftext|>, loads as its UNK: no candidate to reuse.
+    assert fixed.pad_token == "<|pad|>" and fixed.pad_token_id != fixed.eos_token_id and fixed.needs_resize
     model = load_policy(args, fixed)
     assert model.get_input_embeddings().num_embeddings == len(fixed)
+
+
+def _tokenizer_with(specials: list[str], pad=None):
+    """A word-level tokenizer with `specials` added as special tokens and a ChatML template; no files."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *specials, "hello", "world"]
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<|endoftext|>")),
+        unk_token="<|endoftext|>", bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token=pad,
+    )  # fmt: skip
+    tok.add_special_tokens({"additional_special_tokens": words[:-2]})
+    tok.chat_template = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"
+    return tok
+
+
+@pytest.mark.parametrize(
+    ("specials", "pad", "expected", "resize"),
+    [
+        (["<repo_name>", "<file_sep>", "<empty_output>"], None, "<empty_output>", False),  # SmolLM2's kind
+        (["<repo_name>", "<empty_output>"], "<|im_end|>", "<empty_output>", False),  # PAD == EOS
+        (["<|reserved_0|>", "<|finetune_right_pad_id|>", "<|reserved_1|>"], None, "<|finetune_right_pad_id|>", False),
+        ([], None, "<|pad|>", True),  # only BOS/EOS/UNK: the fallback grows the vocabulary
+        (["<empty_output>"], "<repo_name>", "<repo_name>", False),  # a distinct PAD is kept
+    ],
+)
+def test_pad_selection_prefers_an_unused_special_token(specials, pad, expected, resize):
+    from safety_rlhf.models import prepare_tokenizer
+
+    if pad == "<repo_name>":
+        specials = [*specials, pad]
+    tok = _tokenizer_with(specials, pad=pad)
+    size = len(tok)
+    prepare_tokenizer(tok, "test")
+    assert tok.pad_token == expected and tok.needs_resize == resize and tok.pad_token_id != tok.eos_token_id
+    assert len(tok) == size + resize
 
 
 def test_tokenizer_without_chat_template_fails_clearly(tiny_models, tmp_path):
