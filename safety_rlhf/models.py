@@ -1,7 +1,9 @@
 """Loading the policy and its tokenizer: local path or Hub id, dtype, 4-bit NF4, LoRA, gradient checkpointing.
 
 Everything goes through `from_pretrained` with TRL's `ModelConfig`, `get_quantization_config` and `get_peft_config`,
-so a recipe written for TRL's scripts means the same here.
+so a recipe written for TRL's scripts means the same here. One resolver tells a local folder from a Hub id
+(`local_model_path`) and reads a PEFT adapter's base (`adapter_base_model`) for training, `eval` and `push`; a trained
+policy (full model or adapter) loads for generation with `load_model`.
 """
 
 import json
