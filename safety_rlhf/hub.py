@@ -272,8 +272,9 @@ def model_card(
             Hub licence id for the metadata.
 
     Returns:
-        `str`: YAML front matter (`library_name`, `base_model` and `datasets` when they are Hub ids, `tags`,
-        `license`, `pipeline_tag`) and sections: model, datasets with their licences, safety evaluation, training
+        `str`: `templates/model_card.md` rendered by `huggingface_hub.ModelCard.from_template`: YAML front matter
+        (`ModelCardData`: `base_model` and `datasets` when they are Hub ids, `library_name`, `license`,
+        `pipeline_tag`, `tags`) and sections: model, datasets with their licences, safety evaluation, training
         curve, how to use, intended use and limitations, and the resolved configuration with secrets removed.
     """
     from huggingface_hub import ModelCard, ModelCardData
