@@ -38,13 +38,10 @@ class DemoArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing demo folder."})
 
 
-def parse(verb: str, recipe: Path, **overrides) -> tuple:
-    """The dataclasses `safety-rlhf <verb> --config recipe --key value ...` would build."""
+def parse(types: list, recipe: Path, **overrides) -> tuple:
+    """The dataclasses of `types` that `safety-rlhf <verb> --config recipe --key value ...` would build."""
     from trl import TrlParser
 
-    from .cli import _verbs
-
-    types = _verbs()[verb][0]
     argv = ["--config", str(recipe)]
     for key, value in overrides.items():
         argv += [f"--{key}", str(value)]
@@ -52,10 +49,13 @@ def parse(verb: str, recipe: Path, **overrides) -> tuple:
 
 
 def main(args: DemoArguments) -> dict:
+    from trl import ModelConfig, SFTConfig
+
+    from reward.train import SafetyRewardConfig
     from reward.train import main as train_reward
 
     from . import evaluate, ppo, sft
-    from .config import ScriptArguments
+    from .config import SafetyPPOConfig, ScriptArguments
     from .evaluate import EvalArguments
     from .tiny import TinyArguments, build_tiny_models
 
@@ -81,13 +81,24 @@ def main(args: DemoArguments) -> dict:
         "SFT warm start",
         lambda: sft.main(
             *parse(
-                "sft", recipes / "sft.yaml", model_name_or_path=out / "models/policy", output_dir=out / "sft", **over
+                [ScriptArguments, SFTConfig, ModelConfig],
+                recipes / "sft.yaml",
+                model_name_or_path=out / "models/policy",
+                output_dir=out / "sft",
+                **over,
             )
         ),
     )
     stage(
         "safety reward model",
-        lambda: train_reward(*parse("reward", recipes / "reward.yaml", output_dir=out / "reward", **over)),
+        lambda: train_reward(
+            *parse(
+                [ScriptArguments, SafetyRewardConfig, ModelConfig],
+                recipes / "reward.yaml",
+                output_dir=out / "reward",
+                **over,
+            )
+        ),
     )
 
     def parse_eval(data: dict | None = None, **fields) -> tuple:
@@ -103,7 +114,7 @@ def main(args: DemoArguments) -> dict:
         "PPO",
         lambda: ppo.main(
             *parse(
-                "ppo",
+                [ScriptArguments, SafetyPPOConfig, ModelConfig],
                 recipes / "ppo.yaml",
                 model_name_or_path=out / "sft",
                 reward_model_path=out / "reward",

@@ -19,8 +19,9 @@ Headline rates (`summarize`):
   `xstest_*`) and plain benign ones.
 
 Output in `output_dir`: `eval.json` (the final model's numbers at the top level, the baseline's under `baseline`),
-`responses.jsonl` (every prompt, response, class and score), `report.md` with `refusal_by_category.png` and, when a
-training run's `metrics.jsonl` is found, `training_curves.png`, and `config.yaml`.
+`responses.jsonl` (every prompt, response, class and score), `config.yaml`, and the report drawn by `report.py`:
+`report.md` with `refusal_by_category.png` and, when a training run's `metrics.jsonl` is found, `training_curves.png`.
+Models are loaded by `models.load_model`; decoding uses `rollout.generation_config`, greedy by default.
 """
 
 import gc
@@ -29,46 +30,31 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
-from . import SafetyRLHFError
+from . import SafetyRLHFError, rollout
 from .config import ScriptArguments, check_output_dir, save_config
-from .models import prepare_tokenizer
+from .models import DTYPES, load_eval_tokenizer, load_model, local_model_path
+from .report import (
+    EVAL_FILE,
+    METRICS_FILE,
+    PHRASE_LIST,
+    REPORT_FILE,
+    RESPONSES_FILE,
+    model_names,
+    print_summary,
+    read_metrics,
+    write_report,
+)
 
-EVAL_FILE = "eval.json"
-REPORT_FILE = "report.md"
-RESPONSES_FILE = "responses.jsonl"
-CURVES_PNG = "training_curves.png"
-CATEGORY_PNG = "refusal_by_category.png"
-METRICS_FILE = "metrics.jsonl"
-DTYPES = ("float32", "bfloat16", "float16", "auto")
 ALARMING_PREFIX = "xstest_"
 CLASSES = ("compliance", "full_refusal", "partial_refusal")
 LABELS = ("harmful", "benign")
 N_SAMPLES = 10
-# (metrics.jsonl key, subplot title): what to watch beside the score (a rising score with collapsing length or
-# entropy is reward hacking).
-CURVES = (
-    ("objective/scores", "reward model score (objective/scores)"),
-    ("objective/kl", "KL to the reference (objective/kl)"),
-    ("policy/entropy_avg", "entropy per token (policy/entropy_avg)"),
-    ("val/response_length", "response length, tokens (val/response_length)"),
-)
-PHRASE_LIST = "phrase_list"
-JUDGE_WEAKNESS = {
-    PHRASE_LIST: (
-        "The phrase lists of `reward.refusal.classify_refusal` miss late or implicit refusals (a lecture, a change "
-        "of subject, an answer to a safer question, deliberately vague help) and so over-count compliance; a "
-        "refusal phrase quoted inside an answer counts as a refusal; a response cut at `max_new_tokens` is judged "
-        "on its beginning only. Treat these rates as a disclosed secondary metric and rerun with "
-        "`--judge_model allenai/wildguard` for numbers to report."
-    ),
-    "judge": (
-        "A WildGuard-format judge answers refusal yes/no only: it never reports a partial refusal (a refusal followed "
-        "by help counts as one or the other), and like any model judge it errs on short or truncated responses."
-    ),
-}
+# The final model's headline numbers lead eval.json.
+HEADLINE_KEYS = ("harmful_refusal_rate", "benign_compliance_rate", "mean_score", "counts", "per_category", "decoding")
 
 
 @dataclass
@@ -138,89 +124,7 @@ class EvalArguments:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Loading and generation
-
-
-def _local(path: str) -> Path | None:
-    """The folder `path` names if it is one, None for a Hub id; a path that should exist but does not fails."""
-    local = Path(path).expanduser()
-    if local.exists():
-        if not local.is_dir():
-            raise SafetyRLHFError(f"model path {path!r} is a file; pass a model folder or a Hub id")
-        return local
-    if path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path:
-        raise SafetyRLHFError(f"model path {path!r} does not exist; check the path or train the model first")
-    return None
-
-
-def _load_error(what: str, name: str, err: Exception) -> SafetyRLHFError:
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    where = "" if Path(name).expanduser().exists() else "no such local folder, and as a Hub id: "
-    return SafetyRLHFError(
-        f"could not load {what} {name!r} ({where}{reason}); pass an existing folder or a reachable Hub id "
-        "(offline machines need a local copy)"
-    )
-
-
-def _tokenizer_source(path: str, local: Path | None) -> str:
-    """The adapter folder itself when it holds tokenizer files, else the adapter's base model."""
-    if local is None or not (local / "adapter_config.json").is_file():
-        return path
-    if any((local / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json")):
-        return str(local)
-    config = json.loads((local / "adapter_config.json").read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise SafetyRLHFError(f"PEFT adapter {path} has no tokenizer files and no base_model_name_or_path; save both")
-    return base
-
-
-def load_eval_tokenizer(path: str):
-    """Tokenizer of a policy folder or Hub id, as `models.load_tokenizer` prepares it: left padding, a PAD distinct
-    from EOS (a dedicated `<|pad|>` is added; `needs_resize` says the embeddings must grow), a chat template."""
-    from transformers import AutoTokenizer
-
-    if not path:
-        raise SafetyRLHFError("no model given; set --model_name_or_path to a policy folder or a Hub id")
-    source = _tokenizer_source(path, _local(path))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as err:
-        raise _load_error("tokenizer", source, err) from err
-    return prepare_tokenizer(tokenizer, path)
-
-
-def load_model(path: str, dtype: str = "float32", device: str | None = None):
-    """Load a policy for evaluation: `(model, tokenizer)`, the model in eval mode on `device` (CUDA if available).
-
-    A folder with `adapter_config.json` is a PEFT adapter (`peft.AutoPeftModelForCausalLM`, the base from its
-    `base_model_name_or_path`); anything else loads with `AutoModelForCausalLM`. The tokenizer comes from the same
-    folder (see `load_eval_tokenizer`).
-    """
-    from transformers import AutoModelForCausalLM
-
-    if dtype not in DTYPES:
-        raise SafetyRLHFError(f"dtype={dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
-    tokenizer = load_eval_tokenizer(path)
-    local = _local(path)
-    is_adapter = local is not None and (local / "adapter_config.json").is_file()
-    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    try:
-        if is_adapter:
-            from peft import AutoPeftModelForCausalLM
-
-            model = AutoPeftModelForCausalLM.from_pretrained(str(local), dtype=torch_dtype)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(str(local) if local else path, dtype=torch_dtype)
-    except (OSError, ValueError) as err:
-        raise _load_error("PEFT adapter" if is_adapter else "model", path, err) from err
-    if tokenizer.needs_resize or model.get_input_embeddings().num_embeddings < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer))
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if model.generation_config is not None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), tokenizer
+# Generation
 
 
 def _render(tokenizer, prompt: str) -> str:
@@ -237,29 +141,32 @@ def _stop_ids(model, tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def generation_config(args: EvalArguments, tokenizer, stop_ids: list[int]):
+    """`rollout.generation_config` (every knob explicit, as in PPO's rollouts) at the eval's `max_new_tokens`,
+    `temperature` and `top_p`; greedy when `temperature` is 0.
+
+    Explicit knobs matter here too: `generate` fills unset ones from the model's generation_config.json (e.g.
+    Qwen2.5-Instruct's repetition_penalty 1.05 and top_k 20), which would make the settings differ between models.
+    """
+    greedy = args.temperature == 0
+    sampling = SimpleNamespace(
+        response_length=args.max_new_tokens,
+        temperature=1.0 if greedy else args.temperature,
+        top_p=1.0 if greedy else args.top_p,
+    )
+    config = rollout.generation_config(sampling, tokenizer, stop_ids)
+    if greedy:
+        config.do_sample, config.top_k = False, 50  # 50: the default, unused when greedy
+    return config
+
+
 @torch.no_grad()
 def _generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> tuple[list[str], list[int], list[bool]]:
     """`generate` plus, per response, its length in tokens (stop token included) and whether it stopped."""
-    from transformers import GenerationConfig, set_seed
+    from transformers import set_seed
 
     stop_ids = _stop_ids(model, tokenizer)
-    greedy = args.temperature == 0
-    # Every knob is set explicitly: `generate` fills unset ones from the model's generation_config.json (e.g.
-    # Qwen2.5-Instruct's repetition_penalty 1.05 and top_k 20), which would make the settings differ between models.
-    config = GenerationConfig(
-        max_new_tokens=args.max_new_tokens,
-        min_new_tokens=0,
-        do_sample=not greedy,
-        num_beams=1,
-        temperature=1.0 if greedy else args.temperature,
-        top_p=1.0 if greedy else args.top_p,
-        top_k=50 if greedy else 0,  # 50: the default, unused when greedy; 0: pure nucleus sampling
-        typical_p=1.0,
-        repetition_penalty=1.0,
-        no_repeat_ngram_size=0,
-        eos_token_id=stop_ids,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = generation_config(args, tokenizer, stop_ids)
     set_seed(args.seed)
     texts = [_render(tokenizer, prompt) for prompt in prompts]
     encoded = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
@@ -498,123 +405,7 @@ def _reward_name(reward) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Report
-
-HEADLINE = (
-    # (key or (key, subkey), row name, is a rate)
-    ("harmful_refusal_rate", "harmful: refusal rate (full + partial) ↑", True),
-    ("harmful_full_refusal_rate", "harmful: full refusal rate", True),
-    ("benign_compliance_rate", "benign: compliance rate ↑ (over-refusal = 1 - this)", True),
-    ("benign_alarming_compliance_rate", "benign but alarming (xstest_*): compliance ↑", True),
-    ("plain_benign_compliance_rate", "plain benign: compliance ↑", True),
-    (("partial_refusal_rate", "harmful"), "harmful: partial refusal rate", True),
-    (("partial_refusal_rate", "benign"), "benign: partial refusal rate", True),
-    ("mean_score", "reward model: mean score", False),
-    (("mean_score_by_label", "harmful"), "reward model: mean score, harmful", False),
-    (("mean_score_by_label", "benign"), "reward model: mean score, benign", False),
-    ("mean_response_tokens", "mean response length (tokens)", False),
-    ("stopped_rate", "responses that stopped before max_new_tokens", True),
-)
-HEADLINE_KEYS = ("harmful_refusal_rate", "benign_compliance_rate", "mean_score", "counts", "per_category", "decoding")
-
-
-def _get(result: dict, key):
-    if isinstance(key, tuple):
-        return (result.get(key[0]) or {}).get(key[1])
-    return result.get(key)
-
-
-def _fmt(value, rate: bool) -> str:
-    if value is None:
-        return "n/a"
-    return f"{100 * value:.1f}%" if rate else f"{value:.3f}"
-
-
-def _fmt_change(before, after, rate: bool) -> str:
-    if before is None or after is None:
-        return "n/a"
-    delta = after - before
-    return f"{100 * delta:+.1f} pts" if rate else f"{delta:+.3f}"
-
-
-def _with_ci(result: dict, key, rate: bool) -> str:
-    text = _fmt(_get(result, key), rate)
-    ci = (result.get("ci95") or {}).get(key) if isinstance(key, str) else None
-    return f"{text} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else text
-
-
-def _cell(text, limit: int = 160) -> str:
-    text = " ".join(str(text).split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text.replace("|", "\\|") or "(empty)"
-
-
-def read_metrics(path) -> list[dict]:
-    """The JSON objects of a training run's `metrics.jsonl`; a malformed line fails with its number."""
-    path = Path(path)
-    if not path.is_file():
-        raise SafetyRLHFError(
-            f"metrics_file {path} does not exist; pass a training run's metrics.jsonl or leave it unset"
-        )
-    from .data import read_jsonl
-
-    records = [record for _, record in read_jsonl(path, str(path))]
-    if not records:
-        raise SafetyRLHFError(f"{path} holds no metrics; pass the metrics.jsonl of a run that logged updates")
-    return records
-
-
-def plot_training_curves(records: list[dict], path) -> Path:
-    """Four panels over updates: reward-model score, KL to the reference, entropy, response length."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 7), layout="constrained")
-    axes = fig.subplots(2, 2).flatten()
-    steps = [r.get("step", i + 1) for i, r in enumerate(records)]
-    for ax, (key, title) in zip(axes, CURVES):
-        points = [(s, r[key]) for s, r in zip(steps, records) if isinstance(r.get(key), int | float)]
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o" if len(points) < 30 else None)
-        else:
-            ax.text(0.5, 0.5, f"{key} not logged", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("update")
-        ax.grid(alpha=0.3)
-    fig.suptitle("PPO training: watch KL, entropy and length beside the score (reward hacking)")
-    fig.savefig(path, dpi=100)
-    return Path(path)
-
-
-def plot_refusal_by_category(results: list[dict], names: list[str], path) -> Path:
-    """Horizontal bars of the refusal rate per category, one bar per model; harmful categories first."""
-    from matplotlib.figure import Figure
-
-    categories = sorted(
-        {c for result in results for c in result["per_category"]},
-        key=lambda c: (results[-1]["per_category"].get(c, results[0]["per_category"].get(c))["label"] != "harmful", c),
-    )
-    fig = Figure(figsize=(9, 1.5 + 0.32 * len(categories) * len(results)), layout="constrained")
-    ax = fig.subplots()
-    height = 0.8 / len(results)
-    colors = ("#999999", "#1f77b4") if len(results) == 2 else ("#1f77b4",)
-    for k, (result, name) in enumerate(zip(results, names)):
-        ys = [i + (k - (len(results) - 1) / 2) * height for i in range(len(categories))]
-        values = [(result["per_category"].get(c) or {}).get("refusal_rate") or 0.0 for c in categories]
-        ax.barh(ys, values, height=height, label=name, color=colors[k])
-    labels = []
-    for c in categories:
-        info = results[-1]["per_category"].get(c) or results[0]["per_category"][c]
-        labels.append(f"{c} ({info['label']}, n={info['n']})")
-    ax.set_yticks(range(len(categories)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("refusal rate (full + partial): high is right for harmful, wrong for benign")
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right")
-    ax.set_title("Refusal rate per category (judge: refusal detector)")
-    fig.savefig(path, dpi=100)
-    return Path(path)
+# Output
 
 
 def _public(result: dict) -> dict:
@@ -649,156 +440,23 @@ def eval_payload(results: list[dict]) -> dict:
     return payload
 
 
-def write_report(output_dir, results: list[dict], metrics_file=None) -> Path:
-    """Write `eval.json`, `responses.jsonl`, the PNG plots and `report.md` into `output_dir`; returns report.md.
-
-    Args:
-        output_dir (`str` or `os.PathLike`):
-            The folder (created if needed; `main` checks it first).
-        results (`list[dict]`):
-            `evaluate`'s results: the model's, or the baseline's then the model's.
-        metrics_file (`str` or `os.PathLike`, *optional*):
-            A training run's `metrics.jsonl`, plotted to `training_curves.png`.
-    """
+def write_results(output_dir, results: list[dict]) -> Path:
+    """Write `eval.json` (`eval_payload`) and `responses.jsonl` (every row of every model) into `output_dir`;
+    returns the path of eval.json."""
     out = Path(output_dir)
     payload = eval_payload(results)
-    records = read_metrics(metrics_file) if metrics_file else None
     out.mkdir(parents=True, exist_ok=True)
-    (out / EVAL_FILE).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    names = ["baseline", "final"] if len(results) == 2 else ["model"]
+    path = out / EVAL_FILE
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     with (out / RESPONSES_FILE).open("w", encoding="utf-8") as f:
-        for name, result in zip(names, results):
+        for name, result in zip(model_names(results), results):
             for row in result.get("rows", []):
                 f.write(json.dumps({"model": name, **row}, ensure_ascii=False) + "\n")
-    plot_refusal_by_category(results, names, out / CATEGORY_PNG)
-    if records:
-        plot_training_curves(records, out / CURVES_PNG)
-    path = out / REPORT_FILE
-    path.write_text(_markdown(results, names, metrics_file if records else None), encoding="utf-8")
     return path
-
-
-def _markdown(results: list[dict], names: list[str], metrics_file) -> str:
-    final = results[-1]
-    two = len(results) == 2
-    lines = ["# Safety evaluation", ""]
-    for name, result in zip(names, results):
-        lines.append(f"- **{name}**: `{result['model']}`")
-    data = final.get("data") or {}
-    if data:
-        lines.append(
-            f"- **prompts**: {data.get('n_prompts')} from `{data.get('dataset_name')}` split `{data.get('split')}`"
-            + (
-                f" ({data['dropped_long_prompts']} longer than max_prompt_length dropped)"
-                if data.get("dropped_long_prompts")
-                else ""
-            )
-        )
-    counts = final["counts"]
-    lines.append(
-        f"- **n**: {counts['harmful']['n']} harmful, {counts['benign']['n']} benign "
-        f"({counts['benign_alarming']['n']} alarming-looking `xstest_*`, {counts['plain_benign']['n']} plain)"
-    )
-    lines.append(f"- **judge**: `{final['judge']}`; **reward model**: `{final.get('reward_model') or 'none'}`")
-    decoding = final["decoding"]
-    lines.append(
-        "- **decoding**: "
-        + ", ".join(f"{k}={v}" for k, v in decoding.items() if k != "prompt_format")
-        + f" ({decoding.get('prompt_format')})"
-    )
-    lines += ["", "## Headline", ""]
-    header = ["metric", *names] + (["change"] if two else [])
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for key, title, rate in HEADLINE:
-        if _get(final, key) is None and all(_get(r, key) is None for r in results):
-            continue
-        cells = [_with_ci(r, key, rate) for r in results]
-        if two:
-            cells.append(_fmt_change(_get(results[0], key), _get(final, key), rate))
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Rates in %, with 95% Wilson intervals in brackets. Over-refusal is a failure: a refused benign prompt lowers "
-        "the benign compliance rate just as a complied harmful prompt lowers the harmful refusal rate.",
-    ]
-    if final.get("mean_score") is not None:
-        lines += [
-            "",
-            "The reward model's mean score is not an independent judge when it is the model PPO was trained "
-            "against: a policy that games it raises the score without becoming safer. Read the judge's rates first.",
-        ]
-
-    lines += ["", "## Refusal rate per category", "", f"![refusal rate per category]({CATEGORY_PNG})", ""]
-    header = ["category", "label", "n"] + [f"refusal ({n})" for n in names] + [f"compliance ({n})" for n in names]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    categories = sorted(
-        {c for r in results for c in r["per_category"]},
-        key=lambda c: ((final["per_category"].get(c) or {}).get("label") != "harmful", c),
-    )
-    for c in categories:
-        infos = [r["per_category"].get(c) for r in results]
-        info = next(i for i in reversed(infos) if i)
-        cells = [c, info["label"], str(info["n"])]
-        cells += [_fmt(i and i["refusal_rate"], True) for i in infos]
-        cells += [_fmt(i and i["compliance_rate"], True) for i in infos]
-        lines.append("| " + " | ".join(cells) + " |")
-
-    if metrics_file:
-        lines += [
-            "",
-            "## Training curves",
-            "",
-            f"From `{metrics_file}`. A rising score with collapsing entropy or response length, or a runaway KL, "
-            "is reward hacking.",
-            "",
-            f"![training curves]({CURVES_PNG})",
-        ]
-
-    lines += ["", "## Judge", "", f"Refusals were classified by `{final['judge']}`."]
-    lines.append(JUDGE_WEAKNESS[PHRASE_LIST if final["judge"] == PHRASE_LIST else "judge"])
-    if final.get("stopped_rate") is not None and final["stopped_rate"] < 0.5:
-        lines.append(
-            f"Only {100 * final['stopped_rate']:.0f}% of the responses stopped before max_new_tokens="
-            f"{decoding['max_new_tokens']}: a refusal after the cut is invisible to any judge; raise max_new_tokens."
-        )
-
-    lines += ["", "## Sample responses", ""]
-    by_prompt = [{s["prompt"]: s for s in r["samples"]} for r in results]
-    header = ["prompt", "label"] + [f"{n}: class" for n in names] + [f"{n}: response" for n in names]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for sample in final["samples"]:
-        matches = [m.get(sample["prompt"]) or {} for m in by_prompt]
-        cells = [_cell(sample["prompt"], 100), sample["label"]]
-        cells += [m.get("class", "n/a") for m in matches]
-        cells += [_cell(m.get("response", "n/a")) for m in matches]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Every response is in `{RESPONSES_FILE}`.", ""]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Entry point
-
-
-def _print_summary(results: list[dict], names: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"safety evaluation ({results[-1]['counts']['total']} prompts, judge {results[-1]['judge']})")
-    table.add_column("metric")
-    for name in names:
-        table.add_column(name, justify="right")
-    if len(results) == 2:
-        table.add_column("change", justify="right")
-    for key, title, rate in HEADLINE[:5] + HEADLINE[7:8]:
-        values = [_get(r, key) for r in results]
-        if all(v is None for v in values):
-            continue
-        cells = [_fmt(v, rate) for v in values]
-        if len(results) == 2:
-            cells.append(_fmt_change(values[0], values[1], rate))
-        table.add_row(title, *cells)
-    Console().print(table)
 
 
 def main(script_args: ScriptArguments, eval_args: EvalArguments) -> dict:
@@ -816,11 +474,11 @@ def main(script_args: ScriptArguments, eval_args: EvalArguments) -> dict:
     check_output_dir(eval_args.output_dir, script_args.overwrite_output_dir)
     paths = [p for p in (eval_args.baseline_model_name_or_path, eval_args.model_name_or_path) if p]
     for path in paths:
-        _local(path)
+        local_model_path(path)
 
     metrics_file = eval_args.metrics_file
     if metrics_file is None:
-        local = _local(eval_args.model_name_or_path)
+        local = local_model_path(eval_args.model_name_or_path)
         default = local / METRICS_FILE if local else None
         metrics_file = str(default) if default and default.is_file() else None
     if metrics_file:
@@ -858,10 +516,10 @@ def main(script_args: ScriptArguments, eval_args: EvalArguments) -> dict:
         result["data"] = info
         results.append(result)
 
-    names = ["baseline", "final"] if len(results) == 2 else ["model"]
+    write_results(eval_args.output_dir, results)
     write_report(eval_args.output_dir, results, metrics_file)
     save_config(eval_args.output_dir, script_args=script_args, eval_args=eval_args)
-    _print_summary(results, names)
+    print_summary(results, model_names(results))
     print(f"report: {Path(eval_args.output_dir) / REPORT_FILE}")
     return eval_payload(results)
 
@@ -872,11 +530,9 @@ __all__ = [
     "eval_payload",
     "evaluate",
     "generate",
-    "load_eval_tokenizer",
-    "load_model",
+    "generation_config",
     "main",
-    "read_metrics",
     "summarize",
     "wilson_interval",
-    "write_report",
+    "write_results",
 ]

@@ -6,14 +6,14 @@
 
 The run folder is never modified: what is uploaded is a staging folder next to it, made of hard links to the run's
 files (copies where the file system refuses links) plus three files written there: `README.md` (the model card of
-`model_card`), `config.yaml` with secrets removed, and `eval.json` when `eval_file` points elsewhere. Checkpoints
+`model_card`: `huggingface_hub.ModelCard` rendered from `templates/model_card.md`, its eval tables drawn by
+`report.py` as in `report.md`), `config.yaml` with secrets removed, and `eval.json` when `eval_file` points elsewhere. Checkpoints
 (`checkpoint-*`, `*.tmp`) stay local unless `include_checkpoints` is set.
 
 The token is whatever `huggingface_hub` finds (`HF_TOKEN`, or the one saved by `hf auth login`); it is never passed,
 printed or written anywhere by this module.
 """
 
-import json
 import os
 import re
 import shutil
@@ -26,10 +26,22 @@ import yaml
 
 from . import SafetyRLHFError
 from .config import CONFIG_FILE
-from .evaluate import CURVES, EVAL_FILE, HEADLINE, JUDGE_WEAKNESS, METRICS_FILE, PHRASE_LIST, read_metrics
+from .models import ADAPTER_CONFIG, adapter_base_model
+from .report import (
+    EVAL_FILE,
+    METRICS_FILE,
+    PHRASE_LIST,
+    category_table,
+    headline_table,
+    judge_weakness,
+    markdown_table,
+    metrics_table,
+    read_eval,
+    read_metrics,
+)
 
 README_FILE = "README.md"
-ADAPTER_CONFIG = "adapter_config.json"
+CARD_TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 MODEL_WEIGHTS = (
     "model.safetensors",
@@ -57,14 +69,6 @@ SECRET_KEY = re.compile(r"(^|_)(token|api_key|secret|password)$", re.IGNORECASE)
 SPECIAL_TOKEN_KEYS = {"stop_token", "pad_token", "eos_token", "bos_token", "unk_token"}
 TOKEN_VALUE = re.compile(r"hf_[A-Za-z0-9]{8,}")
 REDACTED = "<redacted>"
-METRIC_KEYS = (
-    "objective/scores",
-    "objective/kl",
-    *(key for key, _ in CURVES[2:]),
-    "safety/harmful_refusal_rate",
-    "safety/benign_compliance_rate",
-    "kl_coef",
-)
 
 
 @dataclass
@@ -186,65 +190,18 @@ def is_hub_id(name: str | None) -> bool:
 def _base_model(run_dir: Path, config: dict) -> str | None:
     """The base the run started from: `model_args.model_name_or_path`, else the adapter's own record."""
     base = (config.get("model_args") or {}).get("model_name_or_path")
-    if not base and (run_dir / ADAPTER_CONFIG).is_file():
-        base = _adapter_base(run_dir)
-    return base
-
-
-def _adapter_base(run_dir: Path) -> str | None:
-    return json.loads((run_dir / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
-
-
-def read_eval(path: str | os.PathLike) -> list[tuple[str, dict]]:
-    """`(name, result)` per model of an `eval.json`: `safety-rlhf eval`'s layout (the final model at the top level,
-    the baseline under `baseline`) or a list of one or two results (before, after)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SafetyRLHFError(f"eval_file {path} does not exist; pass the eval.json of `safety-rlhf eval`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise SafetyRLHFError(f"{path} is not valid JSON ({err}); pass the eval.json of `safety-rlhf eval`") from None
-    if isinstance(data, dict):
-        return (
-            [("baseline", data["baseline"]), ("final", data)]
-            if isinstance(data.get("baseline"), dict)
-            else [("model", data)]
-        )
-    if isinstance(data, list) and 1 <= len(data) <= 2 and all(isinstance(r, dict) for r in data):
-        return list(zip(["baseline", "final"] if len(data) == 2 else ["model"], data))
-    raise SafetyRLHFError(f"{path} holds no evaluation result (expected an object or a list of one or two)")
+    return base or adapter_base_model(run_dir)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Model card
 
 
-def _rate(value) -> str:
-    return f"{100 * value:.1f}%" if isinstance(value, int | float) else "n/a"
-
-
-def _number(value) -> str:
-    return f"{value:.4g}" if isinstance(value, int | float) else "n/a"
-
-
-def _get(result: dict, key):
-    """`result[key]`, or `result[key[0]][key[1]]` for a pair, None where absent or not nested."""
-    if isinstance(key, tuple):
-        inner = result.get(key[0])
-        return inner.get(key[1]) if isinstance(inner, dict) else None
-    return result.get(key)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-
-
-def _datasets_section(script_args: dict) -> tuple[list[str], list[str]]:
-    """Lines of the datasets section and the Hub ids for the metadata."""
+def _datasets(script_args: dict) -> tuple[str, bool, list[str]]:
+    """The datasets table, whether its licence is non-commercial, and the Hub ids for the metadata."""
     name = script_args.get("dataset_name")
     if not name:
-        return ["The run's config.yaml names no dataset."], []
+        return "The run's config.yaml names no dataset.", False, []
     subset = f" (`{script_args['dataset_config']}`)" if script_args.get("dataset_config") else ""
     if name == BUNDLED:
         source = "bundled with safety-rlhf"
@@ -255,92 +212,42 @@ def _datasets_section(script_args: dict) -> tuple[list[str], list[str]]:
     else:
         source = f"local file `{name}`"
         licence = "that of its source (not on the Hub)"
-    lines = _table(["role", "dataset", "licence"], [["PPO prompts", source, licence]])
-    if "NC" in licence:
-        lines += [
-            "",
-            "The prompt set is licensed for non-commercial use: check that its terms allow your use of this model.",
-        ]
-    return lines, [name] if is_hub_id(name) else []
+    table = markdown_table(["role", "dataset", "licence"], [["PPO prompts", source, licence]])
+    return "\n".join(table), "NC" in licence, [name] if is_hub_id(name) else []
 
 
-def _eval_section(results: list[tuple[str, dict]]) -> list[str]:
-    names = [name for name, _ in results]
-    final = results[-1][1]
-    lines = ["## Safety evaluation", "", f"From `{EVAL_FILE}` (`safety-rlhf eval`), uploaded beside the weights.", ""]
-    lines += [f"- **{name}**: `{result.get('model', 'n/a')}`" for name, result in results]
+def _evaluation(results: list[tuple[str, dict]]) -> dict:
+    """What the card's safety evaluation section shows of an `eval.json`; its tables are those of report.md."""
+    names, values = [name for name, _ in results], [result for _, result in results]
+    final = values[-1]
     counts = final.get("counts") or {}
-    if isinstance(counts.get("harmful"), dict) and isinstance(counts.get("benign"), dict):
-        lines.append(f"- **n**: {counts['harmful'].get('n')} harmful, {counts['benign'].get('n')} benign prompts")
-    if final.get("judge"):
-        lines.append(f"- **judge**: `{final['judge']}`; **reward model**: `{final.get('reward_model') or 'none'}`")
-    if isinstance(final.get("decoding"), dict):
-        lines.append("- **decoding**: " + ", ".join(f"{k}={v}" for k, v in final["decoding"].items()))
-    rows = []
-    for key, title, is_rate in HEADLINE:
-        values = [_get(result, key) for _, result in results]
-        if all(v is None for v in values):
-            continue
-        rows.append([title] + [_rate(v) if is_rate else _number(v) for v in values])
-    lines += ["", *_table(["metric", *names], rows)] if rows else ["", "No headline rates in this file."]
-    categories = {c: info for _, r in results for c, info in (r.get("per_category") or {}).items()}
-    if categories:
-        header = ["category", "label", "n"] + [f"refusal rate ({n})" for n in names]
-        rows = [
-            [c, str(info.get("label", "n/a")), str(info.get("n", "n/a"))]
-            + [_rate(((r.get("per_category") or {}).get(c) or {}).get("refusal_rate")) for _, r in results]
-            for c, info in sorted(categories.items(), key=lambda item: (item[1].get("label") != "harmful", item[0]))
-        ]
-        lines += ["", "Refusal rate (full + partial) per category: high is right for harmful, wrong for benign.", ""]
-        lines += _table(header, rows)
-    return lines
+    headline = headline_table(values, names, intervals=False, number=".4g")
+    by_category = category_table(values, names, columns=(("refusal_rate", "refusal rate"),))
+    return {
+        "models": [(name, result.get("model", "n/a")) for name, result in results],
+        "counts": f"{counts['harmful'].get('n')} harmful, {counts['benign'].get('n')} benign prompts"
+        if isinstance(counts.get("harmful"), dict) and isinstance(counts.get("benign"), dict)
+        else None,
+        "judge": final.get("judge"),
+        "reward_model": final.get("reward_model"),
+        "decoding": ", ".join(f"{k}={v}" for k, v in final["decoding"].items())
+        if isinstance(final.get("decoding"), dict)
+        else None,
+        # A table without rows (header and rule only) is left out.
+        "headline_table": "\n".join(headline) if len(headline) > 2 else None,
+        "category_table": "\n".join(by_category) if len(by_category) > 2 else None,
+    }
 
 
-def _training_section(records: list[dict]) -> list[str]:
+def _training(records: list[dict]) -> dict:
     last = records[-1]
-    lines = [
-        "## Training curve",
-        "",
-        f"{len(records)} PPO updates logged in `{METRICS_FILE}`"
-        + (
-            f" (last step {last['step']}, {last['episode']} episodes)."
-            if "step" in last and "episode" in last
-            else "."
-        )
-        + " A rising score with collapsing entropy or response length, or a runaway KL, is reward hacking.",
-        "",
-    ]
-    rows = []
-    for key in METRIC_KEYS:
-        values = [r[key] for r in records if isinstance(r.get(key), int | float)]
-        if values:
-            rows.append([f"`{key}`", _number(values[0]), _number(values[-1])])
-    return lines + _table(["metric", "first", "last"], rows)
-
-
-def _usage_section(repo: str, adapter: bool) -> list[str]:
-    loader = "AutoPeftModelForCausalLM" if adapter else "AutoModelForCausalLM"
-    imports = (
-        ["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer"]
-        if adapter
-        else ["from transformers import AutoModelForCausalLM, AutoTokenizer"]
-    )
-    return [
-        "## How to use",
-        "",
-        "```python",
-        *imports,
-        "",
-        f'model = {loader}.from_pretrained("{repo}")',
-        f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
-        'messages = [{"role": "user", "content": "How do I kill a Python process?"}]',
-        "inputs = tokenizer.apply_chat_template(",
-        '    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True',
-        ").to(model.device)",
-        "output = model.generate(**inputs, max_new_tokens=256)",
-        'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))',
-        "```",
-    ]
+    return {
+        "updates": len(records),
+        "progress": f" (last step {last['step']}, {last['episode']} episodes)"
+        if "step" in last and "episode" in last
+        else "",
+        "table": "\n".join(metrics_table(records)),
+    }
 
 
 def model_card(
@@ -365,95 +272,55 @@ def model_card(
             Hub licence id for the metadata.
 
     Returns:
-        `str`: YAML front matter (`library_name`, `base_model` and `datasets` when they are Hub ids, `tags`,
-        `license`, `pipeline_tag`) and sections: model, datasets with their licences, safety evaluation, training
+        `str`: `templates/model_card.md` rendered by `huggingface_hub.ModelCard.from_template`: YAML front matter
+        (`ModelCardData`: `base_model` and `datasets` when they are Hub ids, `library_name`, `license`,
+        `pipeline_tag`, `tags`) and sections: model, datasets with their licences, safety evaluation, training
         curve, how to use, intended use and limitations, and the resolved configuration with secrets removed.
     """
+    from huggingface_hub import ModelCard, ModelCardData
+
     run = Path(run_dir)
     adapter = model_kind(run) == "adapter" and not merged
     config = redact(read_config(run))
     script_args, training_args = config.get("script_args") or {}, config.get("training_args") or {}
     base = _base_model(run, config)
-    repo = hub_model_id or run.name
-    dataset_lines, dataset_ids = _datasets_section(script_args)
-
-    metadata = {"library_name": "peft" if adapter else "transformers"}
-    if is_hub_id(base):
-        metadata["base_model"] = base
-    metadata.update(tags=TAGS, license=license, pipeline_tag="text-generation")
-    if dataset_ids:
-        metadata["datasets"] = dataset_ids
-    lines = ["---", yaml.safe_dump(metadata, sort_keys=False).strip(), "---", "", f"# {repo}", ""]
-
-    what = "A LoRA adapter (PEFT) for" if adapter else "A full model fine-tuned from"
-    lines.append(
-        f"{what} `{base or 'an unrecorded base model'}`"
-        + (", with the run's LoRA adapter merged into the base weights (`merge_and_unload`)," if merged else "")
-        + " trained with PPO against a safety reward model using safety-rlhf, so that it "
-        "refuses harmful requests and keeps helping with benign ones, including benign requests that only look "
-        "alarming."
-    )
-    lines += ["", "## Model", "", f"- **base model**: `{base or 'not recorded'}`"]
-    lines.append(f"- **reward model**: `{training_args.get('reward_model_path') or 'not recorded'}`")
-    lines.append(f"- **critic initialisation**: `{training_args.get('value_model_path') or base or 'not recorded'}`")
-    if (run / "value").is_dir():
-        lines.append("- `value/` holds the PPO critic (value model): needed to resume PPO, not to generate.")
-    if adapter and not is_hub_id(_adapter_base(run)):
-        lines.append(
-            f"- The adapter's `base_model_name_or_path` is `{_adapter_base(run)}`, not a Hub id: load the base "
-            "yourself and attach the adapter with `PeftModel.from_pretrained`, or push with `--merge_adapter true`."
-        )
-
-    lines += ["", "## Datasets", "", *dataset_lines]
-
+    datasets_table, non_commercial, dataset_ids = _datasets(script_args)
     eval_path = Path(eval_file) if eval_file else run / EVAL_FILE
-    if eval_file or eval_path.is_file():
-        results = read_eval(eval_path)
-        lines += ["", *_eval_section(results)]
-    else:
-        results = []
-        lines += ["", "## Safety evaluation", "", "Not evaluated yet: run `safety-rlhf eval` and push again."]
-
-    if (run / METRICS_FILE).is_file():
-        lines += ["", *_training_section(read_metrics(run / METRICS_FILE))]
-
-    lines += ["", *_usage_section(repo, adapter)]
-
+    results = read_eval(eval_path) if eval_file or eval_path.is_file() else []
     judge = results[-1][1].get("judge", PHRASE_LIST) if results else PHRASE_LIST
-    lines += [
-        "",
-        "## Intended use and limitations",
-        "",
-        "A safety-tuned research model: for studying refusal and over-refusal under RLHF, not a safeguard to deploy "
-        "on its own.",
-        "",
-        "- **The reward model is not a judge.** PPO maximised its score, so a policy that games it raises the score "
-        "without becoming safer; the evaluation above classifies refusals with a separate detector.",
-        "- **Refusal measurement.** " + JUDGE_WEAKNESS[PHRASE_LIST if judge == PHRASE_LIST else "judge"],
-        "- **Over-refusal** (refusing benign requests that look alarming) is a failure measured beside harmful "
-        "refusals; a narrow prompt set cannot show every such case.",
-        "- **No guarantee against jailbreaks**: adversarial prompts, other languages and multi-turn attacks were not "
-        "part of training unless the prompt set says so.",
-        "- The weights inherit the terms of the base model and of the training data (see Datasets).",
-    ]
-
+    adapter_base = adapter_base_model(run) if adapter else None
     sections = {k: v for k, v in config.items() if k in ("script_args", "training_args", "model_args")}
-    lines += [
-        "",
-        "## Training configuration",
-        "",
-        f"The resolved `{CONFIG_FILE}` of the run (credentials removed).",
-        "",
-        "<details><summary>config.yaml</summary>",
-        "",
-        "```yaml",
-        yaml.safe_dump(sections, sort_keys=False).strip(),
-        "```",
-        "",
-        "</details>",
-        "",
-    ]
-    return "\n".join(lines)
+
+    card_data = ModelCardData(
+        library_name="peft" if adapter else "transformers",
+        base_model=base if is_hub_id(base) else None,
+        tags=TAGS,
+        license=license,
+        pipeline_tag="text-generation",
+        datasets=dataset_ids or None,
+    )
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(CARD_TEMPLATE),
+        repo=hub_model_id or run.name,
+        adapter=adapter,
+        merged=merged,
+        base=base,
+        reward_model=training_args.get("reward_model_path"),
+        value_model=training_args.get("value_model_path"),
+        has_critic=(run / "value").is_dir(),
+        local_adapter_base=str(adapter_base) if adapter and not is_hub_id(adapter_base) else None,
+        datasets_table=datasets_table,
+        non_commercial=non_commercial,
+        eval_file=EVAL_FILE,
+        evaluation=_evaluation(results) if results else None,
+        metrics_file=METRICS_FILE,
+        training=_training(read_metrics(run / METRICS_FILE)) if (run / METRICS_FILE).is_file() else None,
+        judge_weakness=judge_weakness(judge),
+        config_file=CONFIG_FILE,
+        config_yaml=yaml.safe_dump(sections, sort_keys=False).strip(),
+    )
+    return str(card)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -486,7 +353,7 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike)
     `output_dir` (`config.json` + `model.safetensors`); tokenizer files are not written."""
     from peft import AutoPeftModelForCausalLM
 
-    base = _adapter_base(Path(adapter_dir))
+    base = adapter_base_model(Path(adapter_dir))
     if not base:
         raise SafetyRLHFError(
             f"{Path(adapter_dir) / ADAPTER_CONFIG} has no base_model_name_or_path; set it to the base model the "
@@ -578,4 +445,4 @@ def main(args: PushArguments) -> str:
     return url
 
 
-__all__ = ["PushArguments", "main", "merge_adapter", "model_card", "model_kind", "push", "read_eval", "redact"]
+__all__ = ["PushArguments", "main", "merge_adapter", "model_card", "model_kind", "push", "redact"]

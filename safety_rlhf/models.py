@@ -1,9 +1,12 @@
 """Loading the policy and its tokenizer: local path or Hub id, dtype, 4-bit NF4, LoRA, gradient checkpointing.
 
 Everything goes through `from_pretrained` with TRL's `ModelConfig`, `get_quantization_config` and `get_peft_config`,
-so a recipe written for TRL's scripts means the same here.
+so a recipe written for TRL's scripts means the same here. One resolver tells a local folder from a Hub id
+(`local_model_path`) and reads a PEFT adapter's base (`adapter_base_model`) for training, `eval` and `push`; a trained
+policy (full model or adapter) loads for generation with `load_model`.
 """
 
+import json
 from pathlib import Path
 
 import torch
@@ -14,20 +17,40 @@ from trl import ModelConfig, get_peft_config, get_quantization_config
 from . import SafetyRLHFError
 
 ADDED_PAD_TOKEN = "<|pad|>"
+ADAPTER_CONFIG = "adapter_config.json"
 
 
-def _looks_local(name: str) -> bool:
-    # Hub ids are `name` or `org/name` and may contain dots (`Qwen/Qwen2.5-0.5B-Instruct`).
-    return name.startswith((".", "/", "~")) or name.count("/") > 1
+def local_model_path(name: str, what: str = "model") -> Path | None:
+    """The folder `name` names if it is one, None for a Hub id; a path that should exist but does not fails.
+
+    Hub ids are `name` or `org/name` and may contain dots (`Qwen/Qwen2.5-0.5B-Instruct`); anything else that does
+    not exist here is a mistyped path.
+    """
+    local = Path(name).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise SafetyRLHFError(f"{what} path {name!r} is a file; pass a model folder or a Hub id")
+        return local
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise SafetyRLHFError(
+            f"{what} path {name!r} does not exist; check the path, or train or build the model first"
+        )
+    return None
+
+
+def adapter_base_model(folder: Path | None) -> str | None:
+    """The base model a PEFT adapter folder names (`base_model_name_or_path`), None if `folder` is no adapter."""
+    if folder is None or not (folder / ADAPTER_CONFIG).is_file():
+        return None
+    return json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
 
 
 def _load(loader, name: str, what: str, **kwargs):
     if not name:
         raise SafetyRLHFError(f"no {what} given; set model_name_or_path to a local folder or a Hub id")
-    if _looks_local(name) and not Path(name).expanduser().exists():
-        raise SafetyRLHFError(f"{what} path {name!r} does not exist; check the path or build it first")
+    local = local_model_path(name, what)
     try:
-        return loader(str(Path(name).expanduser()) if Path(name).expanduser().exists() else name, **kwargs)
+        return loader(str(local) if local else name, **kwargs)
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SafetyRLHFError(
@@ -248,3 +271,74 @@ def load_value_model(
         peft_config.task_type = None
         backbone = get_peft_model(backbone, peft_config)
     return ValueModel(backbone, backbone.config.hidden_size)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading a trained policy to generate with (`eval`)
+
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+def _load_error(what: str, name: str, err: Exception) -> SafetyRLHFError:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    where = "" if Path(name).expanduser().exists() else "no such local folder, and as a Hub id: "
+    return SafetyRLHFError(
+        f"could not load {what} {name!r} ({where}{reason}); pass an existing folder or a reachable Hub id "
+        "(offline machines need a local copy)"
+    )
+
+
+def _tokenizer_source(path: str, local: Path | None) -> str:
+    """The adapter folder itself when it holds tokenizer files, else the adapter's base model."""
+    if local is None or not (local / ADAPTER_CONFIG).is_file():
+        return path
+    if any((local / name).is_file() for name in ("tokenizer_config.json", "tokenizer.json")):
+        return str(local)
+    base = adapter_base_model(local)
+    if not base:
+        raise SafetyRLHFError(f"PEFT adapter {path} has no tokenizer files and no base_model_name_or_path; save both")
+    return base
+
+
+def load_eval_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    """Tokenizer of a policy folder or Hub id, as `load_tokenizer` prepares it: left padding, a PAD distinct from
+    EOS (a dedicated `<|pad|>` is added; `needs_resize` says the embeddings must grow), a chat template."""
+    if not path:
+        raise SafetyRLHFError("no model given; set --model_name_or_path to a policy folder or a Hub id")
+    source = _tokenizer_source(path, local_model_path(path))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise _load_error("tokenizer", source, err) from err
+    return prepare_tokenizer(tokenizer, path)
+
+
+def load_model(path: str, dtype: str = "float32", device: str | None = None):
+    """Load a policy for evaluation: `(model, tokenizer)`, the model in eval mode on `device` (CUDA if available).
+
+    A folder with `adapter_config.json` is a PEFT adapter (`peft.AutoPeftModelForCausalLM`, the base from its
+    `base_model_name_or_path`); anything else loads with `AutoModelForCausalLM`. The tokenizer comes from the same
+    folder (see `load_eval_tokenizer`).
+    """
+    if dtype not in DTYPES:
+        raise SafetyRLHFError(f"dtype={dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
+    tokenizer = load_eval_tokenizer(path)
+    local = local_model_path(path)
+    is_adapter = local is not None and (local / ADAPTER_CONFIG).is_file()
+    dtype_ = dtype if dtype == "auto" else getattr(torch, dtype)
+    try:
+        if is_adapter:
+            from peft import AutoPeftModelForCausalLM
+
+            model = AutoPeftModelForCausalLM.from_pretrained(str(local), dtype=dtype_)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(local) if local else path, dtype=dtype_)
+    except (OSError, ValueError) as err:
+        raise _load_error("PEFT adapter" if is_adapter else "model", path, err) from err
+    if tokenizer.needs_resize or model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer

@@ -9,15 +9,8 @@ import yaml
 from reward.refusal import RefusalDetector
 from safety_rlhf import SafetyRLHFError, data
 from safety_rlhf.config import ScriptArguments
-from safety_rlhf.evaluate import (
-    EvalArguments,
-    evaluate,
-    generate,
-    load_model,
-    main,
-    summarize,
-    wilson_interval,
-)
+from safety_rlhf.evaluate import EvalArguments, evaluate, generate, main, summarize, wilson_interval
+from safety_rlhf.models import load_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 APPROX = pytest.approx

@@ -184,6 +184,36 @@ def test_model_card_renders_what_exists(run, tmp_path):
     assert "| metric | model |" in card and "| harmful: refusal rate (full + partial) ↑ | 25.0% |" in card
 
 
+def test_model_card_is_rendered_from_the_shipped_template_with_the_report_tables(run, tmp_path, monkeypatch):
+    import ast
+    import fnmatch
+    import re
+
+    from huggingface_hub import ModelCard
+
+    from safety_rlhf import hub, report
+
+    template = hub.CARD_TEMPLATE.read_text(encoding="utf-8")
+    card = model_card(run, REPO)
+    headings = [line for line in template.splitlines() if line.startswith("## ")]
+    assert len(headings) >= 6 and all(heading in card.splitlines() for heading in headings)
+    assert ModelCard(card).data.library_name == "peft"
+    # The eval tables are report.md's functions, not a second copy.
+    results = [result for _, result in report.read_eval(run / "eval.json")]
+    assert "\n".join(report.headline_table(results, ["baseline", "final"], intervals=False, number=".4g")) in card
+    # It ships in the wheel: the package data of pyproject.toml names it.
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    patterns = ast.literal_eval(re.search(r"^safety_rlhf = (\[.*\])$", pyproject, re.MULTILINE).group(1))
+    relative = hub.CARD_TEMPLATE.relative_to(Path(hub.__file__).parent).as_posix()
+    assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), patterns
+    # The card follows the file: an edited template changes it.
+    edited = tmp_path / "model_card.md"
+    edited.write_text(template.replace("## How to use", "## Loading it"), encoding="utf-8")
+    monkeypatch.setattr(hub, "CARD_TEMPLATE", edited)
+    card = model_card(run, REPO)
+    assert "## Loading it" in card and "## How to use" not in card
+
+
 @pytest.mark.parametrize(
     "content, message", [(None, "eval_file .* does not exist"), ("{oops", "is not valid JSON"), ("[]", "holds no")]
 )
