@@ -8,4 +8,7 @@ class SafetyRLHFError(Exception):
 
     The message names the offending value and the fix, e.g.
     ``prompts.jsonl line 7: missing column 'label' (found: prompt, category); add it or pass --dataset_mapping``.
+    `exit_code` is the CLI's exit status for it.
     """
+
+    exit_code = 2

@@ -92,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SafetyRLHFError(" ".join(str(err).split())) from err
         entry(*args)
     except SafetyRLHFError as err:
-        print(f"safety-rlhf {verb}: error: {err}", file=sys.stderr)
-        return 2
+        print(f"safety-rlhf {verb}: {'error: ' if err.exit_code == 2 else ''}{err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"safety-rlhf {verb}: interrupted (a second Ctrl-C): stopped at once", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -20,9 +20,13 @@ Departures from TRL 1.12's PPOTrainer (each a fix of a documented limitation):
 import json
 import math
 import os
+import pickle
 import random
 import re
 import shutil
+import signal
+import sys
+import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -46,7 +50,17 @@ STATE_FILE = "trainer_state.pt"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # Words in the RuntimeError of a failed gloo/NCCL collective (torch raises no dedicated type for all of them).
 COLLECTIVE_ERRORS = ("gloo", "NCCL", "nccl", "Timed out", "Connection closed", "Connection reset", "timed out")
+# The exit status of a run stopped by SIGTERM or Ctrl-C after a complete checkpoint (sysexits' EX_TEMPFAIL: "try
+# again"): a job script can requeue on it, e.g. `[ $? -eq 75 ] && scontrol requeue $SLURM_JOB_ID`.
+PREEMPTED_EXIT_CODE = 75
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 STAT_KEYS = ("pg_loss", "vf_loss", "pg_clipfrac", "vf_clipfrac", "approxkl", "entropy", "ratio", "ratio_var")
+
+
+class Preempted(SafetyRLHFError):
+    """The run stopped on a signal after a complete checkpoint; the CLI exits with `PREEMPTED_EXIT_CODE`."""
+
+    exit_code = PREEMPTED_EXIT_CODE
 
 
 class PhaseTimer:
@@ -103,9 +117,12 @@ def find_checkpoint(output_dir, resume_from_checkpoint: str) -> Path:
         if not (path / STATE_FILE).is_file():
             raise SafetyRLHFError(f"resume_from_checkpoint {path} holds no {STATE_FILE}; pass a checkpoint-N folder")
         return path
-    found = sorted_checkpoints(output_dir)
+    found = [p for p in sorted_checkpoints(output_dir) if (p / STATE_FILE).is_file()]
     if not found:
-        raise SafetyRLHFError(f"resume_from_checkpoint=latest but {output_dir} holds no checkpoint-N folder")
+        raise SafetyRLHFError(
+            f"resume_from_checkpoint=latest but {output_dir} holds no complete checkpoint-N folder; start a new run "
+            "without --resume_from_checkpoint"
+        )
     return found[-1]
 
 
@@ -273,30 +290,77 @@ class SafetyPPOTrainer:
             disable=bool(args.disable_tqdm) or not acc.is_local_main_process,
             desc="ppo",
         )
-        while self.update < self.num_updates:
-            with self.collectives_explained():
-                metrics, samples = self.step(self.batch(self.update))
-            self.update += 1
-            metrics.update(
-                {
-                    "step": self.update,
-                    "episode": self.update * args.batch_size,
-                    "eps": (self.update - start_update) * args.batch_size / (time.time() - start_time),
-                    "lr": self.scheduler.get_last_lr()[0],
-                }
-            )
-            history.append(metrics)
-            self.log(metrics, samples)
-            bar.update(1)
-            bar.set_postfix(
-                episode=metrics["episode"],
-                score=f"{metrics['objective/scores']:.3f}",
-                kl=f"{metrics['objective/kl']:.3f}",
-            )
-            if args.save_steps and self.update % int(args.save_steps) == 0 and self.update < self.num_updates:
-                self.save_checkpoint()
+        with self.stop_on_signals() as received:
+            while self.update < self.num_updates:
+                with self.collectives_explained():
+                    metrics, samples = self.step(self.batch(self.update))
+                self.update += 1
+                metrics.update(
+                    {
+                        "step": self.update,
+                        "episode": self.update * args.batch_size,
+                        "eps": (self.update - start_update) * args.batch_size / (time.time() - start_time),
+                        "lr": self.scheduler.get_last_lr()[0],
+                    }
+                )
+                history.append(metrics)
+                self.log(metrics, samples)
+                bar.update(1)
+                bar.set_postfix(
+                    episode=metrics["episode"],
+                    score=f"{metrics['objective/scores']:.3f}",
+                    kl=f"{metrics['objective/kl']:.3f}",
+                )
+                if self.update == self.num_updates:
+                    break  # the entry point saves the final model
+                periodic = bool(args.save_steps) and self.update % int(args.save_steps) == 0
+                path = self.save_checkpoint() if periodic else None
+                if self.stop_requested(received):
+                    bar.close()
+                    path = path or self.save_checkpoint()
+                    raise Preempted(
+                        f"stopped by {received[0]} after update {self.update} of {self.num_updates}; {path} holds the "
+                        "full training state: continue with --resume_from_checkpoint latest"
+                    )
         bar.close()
         return history
+
+    @contextmanager
+    def stop_on_signals(self):
+        """SIGTERM (Slurm, spot instances, `kill`) and Ctrl-C ask the run to stop once the current update is done,
+        with a checkpoint; a second Ctrl-C stops at once. Yields the list of signal names received."""
+        received = []
+        if threading.current_thread() is not threading.main_thread():
+            yield received  # signal handlers can only be set from the main thread
+            return
+
+        def handler(signum, frame):
+            name = signal.Signals(signum).name
+            if received and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            received.append(name)
+            print(
+                f"\nreceived {name}: finishing update {self.update + 1}, then writing a checkpoint"
+                + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+        try:
+            yield received
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def stop_requested(self, received: list) -> bool:
+        """Whether any process received a stop signal: all processes stop at the same update."""
+        flag = torch.tensor(float(bool(received)), device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            flag = self.accelerator.reduce(flag, reduction="sum")
+            if flag > 0 and not received:
+                received.append("a signal on another process")
+        return bool(flag > 0)
 
     @contextmanager
     def collectives_explained(self):
@@ -603,22 +667,32 @@ class SafetyPPOTrainer:
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
-        torch.save(rng, tmp / f"rng_state_{acc.process_index}.pth")
+        try:
+            torch.save(rng, tmp / f"rng_state_{acc.process_index}.pth")
+            if acc.is_main_process:
+                self.save_model(tmp)
+                unwrapped, trainable = acc.unwrap_model(self.model), set(self.trainable)
+                state = {
+                    "trainable": {n: p.detach().cpu() for n, p in unwrapped.named_parameters() if n in trainable},
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "kl_ctl": self.kl_ctl.state_dict(),
+                    "update": self.update,
+                    "nonfinite_streak": self.nonfinite_streak,
+                }
+                torch.save(state, tmp / STATE_FILE)  # written last: a folder without it is never resumed from
+        except OSError as err:  # a full disk, a quota, a lost mount: the checkpoints already written stay as they are
+            shutil.rmtree(tmp, ignore_errors=True)
+            kept = [p.name for p in sorted_checkpoints(args.output_dir)]
+            raise SafetyRLHFError(
+                f"could not write {final.name} ({err.strerror or err}); "
+                + (f"{', '.join(kept)} intact" if kept else "no earlier checkpoint")
+                + ": free disk space, then continue with --resume_from_checkpoint latest"
+            ) from err
         if acc.is_main_process:
-            self.save_model(tmp)
-            unwrapped, trainable = acc.unwrap_model(self.model), set(self.trainable)
-            state = {
-                "trainable": {n: p.detach().cpu() for n, p in unwrapped.named_parameters() if n in trainable},
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "kl_ctl": self.kl_ctl.state_dict(),
-                "update": self.update,
-                "nonfinite_streak": self.nonfinite_streak,
-            }
-            torch.save(state, tmp / STATE_FILE)
             if final.exists():
                 shutil.rmtree(final)
-            os.replace(tmp, final)
+            os.replace(tmp, final)  # atomic: `checkpoint-N` exists only complete
             self.prune_checkpoints()
         acc.wait_for_everyone()
         return final
@@ -627,11 +701,26 @@ class SafetyPPOTrainer:
         limit = self.args.save_total_limit
         if limit:
             for old in sorted_checkpoints(self.args.output_dir)[:-limit]:
-                shutil.rmtree(old)
+                # Renamed first, so a kill in the middle of the deletion leaves no half checkpoint under its name.
+                doomed = old.with_name(old.name + ".deleting")
+                os.replace(old, doomed)
+                shutil.rmtree(doomed)
 
     def load_checkpoint(self, path: Path) -> None:
         acc = self.accelerator
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+            earlier = [
+                p for p in sorted_checkpoints(path.parent) if p.name != path.name and (p / STATE_FILE).is_file()
+            ]
+            hint = (
+                f"--resume_from_checkpoint {earlier[-1]}" if earlier else "a new run without --resume_from_checkpoint"
+            )
+            raise SafetyRLHFError(
+                f"checkpoint {path} cannot be read ({' '.join(str(err).split())[:160]}); it is damaged: resume from "
+                f"an earlier one with {hint}"
+            ) from err
         unwrapped = acc.unwrap_model(self.model)
         missing = set(self.trainable) - set(state["trainable"])
         if missing:
