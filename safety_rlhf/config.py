@@ -167,6 +167,9 @@ class SafetyPPOConfig(TrainingArguments):
             reward that are skipped before the run aborts.
         sample_completions (`int`, *optional*, defaults to `4`): completions shown in the table printed every
             `logging_steps` updates (0 = none).
+        trainable_layers (`int` or `None`, *optional*, defaults to `None`): = K, LoRA on the top K decoder layers
+            only (PEFT `layers_to_transform`); the frozen bottom layers then run once per rollout
+            (`safety_rlhf.prefix_cache`). `None` adapts every layer.
     """
 
     # Overridden TrainingArguments defaults (TRL 1.12's, except batch 32 by default)
@@ -217,6 +220,12 @@ class SafetyPPOConfig(TrainingArguments):
     value_model_path: str | None = field(default=None, metadata={"help": "Critic init; policy tokenizer."})
     max_nonfinite_updates: int = field(default=3, metadata={"help": "Skipped non-finite updates before abort."})
     sample_completions: int = field(default=4, metadata={"help": "Rows of the sample table."})
+    trainable_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "LoRA on the top K layers only, and the bottom ones run once per rollout; None = all layers."
+        },
+    )
 
     # Derived in __post_init__
     world_size: int | None = field(default=None, init=False)
@@ -240,6 +249,10 @@ class SafetyPPOConfig(TrainingArguments):
             raise SafetyRLHFError(f"kl_estimator={self.kl_estimator!r} is not supported; use 'k1' or 'k3'")
         if self.stop_token not in (None, "eos"):
             raise SafetyRLHFError(f"stop_token={self.stop_token!r} is not supported; use 'eos' or set stop_token_id")
+        if self.trainable_layers is not None and self.trainable_layers < 1:
+            raise SafetyRLHFError(
+                f"trainable_layers={self.trainable_layers} must be at least 1; unset it to adapt every layer"
+            )
         if not 0 < self.temperature:
             raise SafetyRLHFError(f"temperature={self.temperature} must be positive")
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))

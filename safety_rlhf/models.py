@@ -6,6 +6,7 @@ so a recipe written for TRL's scripts means the same here. One resolver tells a 
 policy (full model or adapter) loads for generation with `load_model`.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from . import SafetyRLHFError
+from .prefix_cache import causal_lm_of, check_trainable_layers
 
 ADDED_PAD_TOKEN = "<|pad|>"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -166,10 +168,12 @@ def load_policy(
     trust_remote_code: bool = False,
     device_map=None,
     apply_peft: bool = True,
+    trainable_layers: int | None = None,
 ) -> PreTrainedModel:
     """The policy: base model (optionally 4-bit NF4 with double quantization) plus a trainable LoRA adapter.
 
     With `apply_peft=False` the LoRA config is left to the caller (TRL's trainers take `peft_config` themselves).
+    With `trainable_layers=K`, LoRA adapts the top K decoder layers only (see `safety_rlhf.prefix_cache`).
     """
     quantization_config = get_quantization_config(model_args)
     if quantization_config is not None and device_map is None:
@@ -197,9 +201,47 @@ def load_policy(
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model = _prepare_for_training(model, quantization_config is not None, gradient_checkpointing)
     peft_config = get_peft_config(model_args)
+    if trainable_layers is not None:
+        peft_config = lora_on_top_layers(peft_config, model, trainable_layers)
     if apply_peft and peft_config is not None:
         model = get_peft_model(model, peft_config)
     return model
+
+
+def lora_on_top_layers(peft_config, model, trainable_layers: int):
+    """The LoRA config restricted to the top K decoder layers: `layers_to_transform = [L-K, ..., L-1]`.
+
+    PEFT honours `layers_to_transform` only with a list of module names, so `all-linear` becomes the names of the
+    decoder layers' linear modules and a single name (TRL turns a one-element list into a string) a list of one;
+    a regex cannot be restricted by layer and is refused. `layers_pattern="layers"` reads the index after
+    `model.layers.` (Llama, Mistral, Qwen2), not the first number in the module path.
+    """
+    if peft_config is None:
+        raise SafetyRLHFError(
+            f"trainable_layers={trainable_layers} restricts LoRA to the top layers but use_peft is off; "
+            "pass --use_peft true or unset trainable_layers"
+        )
+    n_layers = model.config.num_hidden_layers
+    check_trainable_layers(trainable_layers, n_layers)
+    targets = peft_config.target_modules
+    if isinstance(targets, str) and targets.lower() == "all-linear":
+        layers = causal_lm_of(model).model.layers
+        targets = sorted(
+            {name.rsplit(".", 1)[-1] for name, m in layers.named_modules() if isinstance(m, torch.nn.Linear)}
+        )
+    elif isinstance(targets, str) and targets.isidentifier():
+        targets = [targets]
+    elif isinstance(targets, str) or not targets:
+        raise SafetyRLHFError(
+            f"trainable_layers={trainable_layers} needs lora_target_modules as module names or all-linear, got "
+            f"{targets!r}; list the module names (e.g. q_proj v_proj) instead"
+        )
+    return dataclasses.replace(
+        peft_config,
+        target_modules=list(targets),
+        layers_to_transform=list(range(n_layers - trainable_layers, n_layers)),
+        layers_pattern="layers",
+    )
 
 
 class ValueModel(torch.nn.Module):

@@ -40,6 +40,7 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
         tokenizer,
         gradient_checkpointing=training_args.gradient_checkpointing,
         trust_remote_code=training_args.trust_remote_code,
+        trainable_layers=training_args.trainable_layers,
     )
     value_model = load_value_model(
         training_args.value_model_path or model_args.model_name_or_path,

@@ -1,0 +1,247 @@
+"""Frozen-prefix caching is exact: bottom once + top K layers give the full model's log-probs, reference log-probs,
+LoRA gradients and logits, on left-padded batches of tiny Llama, Mistral and Qwen2 models (fp32 and 4-bit)."""
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
+from trl import ModelConfig
+
+from safety_rlhf import SafetyRLHFError, rollout
+from safety_rlhf.config import SafetyPPOConfig
+from safety_rlhf.models import load_policy, load_tokenizer
+from safety_rlhf.prefix_cache import DecoderSplit, attention_kinds
+
+LAYERS, TOP, VOCAB, RESPONSE, TEMPERATURE = 4, 2, 96, 5, 0.7
+TOL = 1e-5
+SIZES = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=VOCAB,
+    max_position_embeddings=64,
+)
+CONFIGS = {
+    "llama": lambda **kw: LlamaConfig(**SIZES | kw),
+    "mistral": lambda **kw: MistralConfig(**SIZES | kw, sliding_window=None),
+    # Layers 2 and 3 (the top ones) slide over 4 tokens, layers 0 and 1 attend fully.
+    "qwen2-sliding": lambda **kw: Qwen2Config(
+        **SIZES | kw, use_sliding_window=True, sliding_window=4, max_window_layers=2
+    ),
+    "qwen2": lambda **kw: Qwen2Config(**SIZES | kw),
+}
+
+
+def tiny_lm(name: str, attn: str = "sdpa", **sizes):
+    torch.manual_seed(0)
+    config = CONFIGS[name](**sizes)
+    config._attn_implementation = attn
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+
+
+def with_lora(model, layers=(LAYERS - TOP, LAYERS - 1)):
+    """LoRA on the top layers with random (nonzero) A and B, so the adapter changes logits and gets gradients."""
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj", "up_proj"],
+        layers_to_transform=list(layers),
+        layers_pattern="layers",
+        init_lora_weights=False,
+    )
+    torch.manual_seed(1)
+    return get_peft_model(model, config)
+
+
+def batch(seed: int = 0):
+    """Three rows, prompts of 7, 4 and 2 tokens left-padded to 7, responses of 5, 3 and 1 tokens right-padded."""
+    g = torch.Generator().manual_seed(seed)
+    queries = torch.randint(1, VOCAB, (3, 7), generator=g)
+    responses = torch.randint(1, VOCAB, (3, RESPONSE), generator=g)
+    query_mask = (torch.arange(7)[None, :] >= torch.tensor([0, 3, 5])[:, None]).long()
+    mask = torch.arange(RESPONSE)[None, :] < torch.tensor([5, 3, 1])[:, None]
+    queries, responses = queries.masked_fill(query_mask == 0, 0), responses.masked_fill(~mask, 0)
+    attention_mask = torch.cat([query_mask, mask.long()], dim=1)
+    return torch.cat([queries, responses], dim=1), attention_mask, rollout.position_ids_from(attention_mask), responses
+
+
+def full_logprobs(model, ids, attention_mask, position_ids, responses):
+    logits = rollout.response_logits(model, ids, attention_mask, position_ids, RESPONSE)
+    return rollout.response_logprobs(logits, responses, TEMPERATURE)
+
+
+def cached_logprobs(split, hidden, attention_mask, position_ids, responses):
+    logits = split.response_logits(hidden, attention_mask, position_ids, RESPONSE)
+    return rollout.response_logprobs(logits, responses, TEMPERATURE)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_cached_policy_and_reference_logprobs_equal_the_full_forward(name):
+    policy = with_lora(tiny_lm(name))
+    ids, attention_mask, position_ids, responses = batch()
+    split = DecoderSplit(policy, trainable_layers=TOP)
+    with torch.no_grad():
+        hidden = split.bottom(ids, attention_mask, position_ids)
+        expected_hidden = policy(
+            input_ids=ids, attention_mask=attention_mask, position_ids=position_ids, output_hidden_states=True
+        ).hidden_states[LAYERS - TOP]
+        torch.testing.assert_close(hidden, expected_hidden, atol=TOL, rtol=0)
+
+        policy_lp = full_logprobs(policy, ids, attention_mask, position_ids, responses)
+        torch.testing.assert_close(
+            cached_logprobs(split, hidden, attention_mask, position_ids, responses), policy_lp, atol=TOL, rtol=0
+        )
+        with policy.disable_adapter():
+            ref_lp = full_logprobs(policy, ids, attention_mask, position_ids, responses)
+            cached_ref_lp = cached_logprobs(split, hidden, attention_mask, position_ids, responses)
+        torch.testing.assert_close(cached_ref_lp, ref_lp, atol=TOL, rtol=0)
+        assert (policy_lp - ref_lp).abs().max() > 1e-3  # the adapter matters, so the reference check means something
+
+
+def test_eager_attention_is_exact_too():
+    policy = with_lora(tiny_lm("qwen2-sliding", attn="eager"))
+    ids, attention_mask, position_ids, responses = batch()
+    split = DecoderSplit(policy, trainable_layers=TOP)
+    with torch.no_grad():
+        hidden = split.bottom(ids, attention_mask, position_ids)
+        torch.testing.assert_close(
+            cached_logprobs(split, hidden, attention_mask, position_ids, responses),
+            full_logprobs(policy, ids, attention_mask, position_ids, responses),
+            atol=TOL,
+            rtol=0,
+        )
+
+
+def test_sliding_window_is_taken_per_layer_index():
+    """The top layers of this Qwen2 slide, the bottom ones do not; the window changes the logits at this length."""
+    sliding, full = tiny_lm("qwen2-sliding"), tiny_lm("qwen2")
+    assert attention_kinds(sliding.config) == ["full_attention"] * 2 + ["sliding_attention"] * 2
+    ids, attention_mask, position_ids, _ = batch()
+    with torch.no_grad():
+        kwargs = dict(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids)
+        assert (sliding(**kwargs).logits - full(**kwargs).logits).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen2-sliding"])
+def test_lora_gradients_through_the_cached_path_equal_the_full_forward(name):
+    policy = with_lora(tiny_lm(name))
+    ids, attention_mask, position_ids, responses = batch()
+    weights = torch.linspace(-1.0, 1.0, responses.numel()).view_as(responses) * attention_mask[:, -RESPONSE:]
+
+    def lora_grads(logprobs):
+        policy.zero_grad()
+        (logprobs * weights).sum().backward()
+        return {n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad}
+
+    policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    policy.train()  # checkpointing is active in training mode; dropout is 0 in these configs
+    expected = lora_grads(full_logprobs(policy, ids, attention_mask, position_ids, responses))
+    split = DecoderSplit(policy, trainable_layers=TOP)
+    with torch.no_grad():
+        hidden = split.bottom(ids, attention_mask, position_ids)
+    got = lora_grads(cached_logprobs(split, hidden, attention_mask, position_ids, responses))
+    assert len(got) == 2 * 3 * TOP  # lora_A and lora_B of 3 modules in each top layer
+    assert all(g.abs().max() > 0 for g in expected.values())
+    for name_ in expected:
+        torch.testing.assert_close(got[name_], expected[name_], atol=TOL, rtol=0)
+
+
+def test_logits_to_keep():
+    policy = with_lora(tiny_lm("llama"))
+    ids, attention_mask, position_ids, _ = batch()
+    split = DecoderSplit(policy, trainable_layers=TOP)
+    with torch.no_grad():
+        full = policy(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids).logits
+        hidden = split.bottom(ids, attention_mask, position_ids)
+        everything = split.top(hidden, attention_mask, position_ids)
+        last3 = split.top(hidden, attention_mask, position_ids, logits_to_keep=3)
+    assert everything.shape == full.shape and last3.shape == (3, 3, VOCAB)
+    torch.testing.assert_close(everything, full, atol=TOL, rtol=0)
+    torch.testing.assert_close(last3, full[:, -3:], atol=TOL, rtol=0)
+
+
+def test_all_layers_trainable_caches_only_the_embedding():
+    policy = with_lora(tiny_lm("llama"), layers=range(LAYERS))
+    ids, attention_mask, position_ids, _ = batch()
+    split = DecoderSplit(policy, trainable_layers=LAYERS)
+    with torch.no_grad():
+        hidden = split.bottom(ids, attention_mask, position_ids)
+        full = policy(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids).logits
+        torch.testing.assert_close(split.top(hidden, attention_mask, position_ids), full, atol=TOL, rtol=0)
+
+
+def test_unsupported_models_and_bad_sizes_fail_clearly():
+    gpt2 = AutoModelForCausalLM.from_config(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=VOCAB))
+    with pytest.raises(SafetyRLHFError, match="does not support GPT2LMHeadModel"):
+        DecoderSplit(gpt2, trainable_layers=1)
+    policy = with_lora(tiny_lm("llama"))
+    for bad in (0, LAYERS + 1):
+        with pytest.raises(SafetyRLHFError, match=f"trainable_layers={bad} is outside 1..{LAYERS}"):
+            DecoderSplit(policy, trainable_layers=bad)
+    # LoRA on layer 1 would be cached with the adapter on, then reused for the reference: refused.
+    with pytest.raises(SafetyRLHFError, match="layers.1.*is below the top 2 layers"):
+        DecoderSplit(with_lora(tiny_lm("llama"), layers=(1, 2, 3)), trainable_layers=TOP)
+    with pytest.raises(SafetyRLHFError, match="trainable_layers=0 must be at least 1"):
+        SafetyPPOConfig(output_dir="unused", trainable_layers=0)
+
+
+def lora_layer_indices(model) -> set[int]:
+    return {
+        int(name.split(".layers.")[1].split(".")[0]) for name, _ in model.named_modules() if name.endswith("lora_A")
+    }
+
+
+@pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear"])
+def test_trainable_layers_restricts_lora_to_the_top_layers(tiny_models, targets):
+    margs = ModelConfig(
+        model_name_or_path=str(tiny_models["policy"]), dtype="float32", use_peft=True, lora_target_modules=targets
+    )
+    tokenizer = load_tokenizer(margs)
+    n_layers = 2  # the session's tiny Qwen2 policy
+    assert lora_layer_indices(load_policy(margs, tokenizer)) == {0, 1}
+    policy = load_policy(margs, tokenizer, trainable_layers=1)
+    assert lora_layer_indices(policy) == {1}
+    names = {name.rsplit(".", 2)[-2] for name, _ in policy.named_modules() if name.endswith("lora_A")}
+    if targets == "all-linear":
+        assert names == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    with pytest.raises(SafetyRLHFError, match=f"trainable_layers=3 is outside 1..{n_layers}"):
+        load_policy(margs, tokenizer, trainable_layers=3)
+    # TRL turns a one-element list into a string, which PEFT reads as a regex; with trainable_layers it is a name.
+    one = ModelConfig(
+        model_name_or_path=str(tiny_models["policy"]), dtype="float32", use_peft=True, lora_target_modules=["q_proj"]
+    )
+    assert lora_layer_indices(load_policy(one, tokenizer, trainable_layers=1)) == {1}
+    no_lora = ModelConfig(model_name_or_path=str(tiny_models["policy"]), dtype="float32")
+    with pytest.raises(SafetyRLHFError, match="use_peft is off"):
+        load_policy(no_lora, tokenizer, trainable_layers=1)
+
+
+def test_four_bit_model_is_exact(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    # bitsandbytes' CPU weight packing needs at least 32 output features per projection (k_proj: 2 heads x 16).
+    tiny_lm("llama", hidden_size=64, intermediate_size=128).save_pretrained(tmp_path)
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=quantization, device_map={"": "cpu"})
+    assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    policy = with_lora(model)
+    ids, attention_mask, position_ids, responses = batch()
+    split = DecoderSplit(policy, trainable_layers=TOP)
+    with torch.no_grad():
+        hidden = split.bottom(ids, attention_mask, position_ids)
+        torch.testing.assert_close(
+            cached_logprobs(split, hidden, attention_mask, position_ids, responses),
+            full_logprobs(policy, ids, attention_mask, position_ids, responses),
+            atol=TOL,
+            rtol=0,
+        )
+        with policy.disable_adapter():
+            torch.testing.assert_close(
+                cached_logprobs(split, hidden, attention_mask, position_ids, responses),
+                full_logprobs(policy, ids, attention_mask, position_ids, responses),
+                atol=TOL,
+                rtol=0,
+            )
