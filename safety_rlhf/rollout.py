@@ -173,6 +173,38 @@ def forward_response(model, queries, responses, query_mask, mask):
     )
 
 
+@torch.no_grad()
+def logprobs_and_values(policy, ref_model, value_model, split, queries, responses, query_mask, mask, temperature: float,
+                        with_policy: bool = True):  # fmt: skip
+    """Step 2 on some rows: (policy log-probs or None, reference log-probs, values, cached hidden or None), (B, R).
+
+    The reference is `ref_model`, or the policy with its adapter off when `ref_model` is None. With a
+    `prefix_cache.DecoderSplit` (`trainable_layers`), the frozen bottom layers run once and the policy and the
+    reference run only the top layers from their output, the hidden state (B, T, d) returned for the PPO epochs.
+    Values (B, R) are V(s_t) at the positions that predicted each response token.
+    """
+    attention_mask = torch.cat([query_mask, mask.to(query_mask.dtype)], dim=1)
+    position_ids = position_ids_from(attention_mask)
+    input_ids, width = torch.cat([queries, responses], dim=1), responses.shape[1]
+    hidden = split.bottom(input_ids, attention_mask, position_ids) if split is not None else None
+
+    def logprobs_of(model):
+        if model is policy and hidden is not None:
+            logits = split.response_logits(hidden, attention_mask, position_ids, width)
+        else:
+            logits = response_logits(model, input_ids, attention_mask, position_ids, width)
+        return response_logprobs(logits, responses, temperature)
+
+    logprobs = logprobs_of(policy) if with_policy else None
+    if ref_model is None:
+        with policy.disable_adapter():
+            ref_logprobs = logprobs_of(policy)
+    else:
+        ref_logprobs = logprobs_of(ref_model)
+    values = value_model(input_ids, attention_mask, position_ids)[:, queries.shape[1] - 1 : -1].float()
+    return logprobs, ref_logprobs, values, hidden
+
+
 def score(reward_fn: RewardFn, prompts: list[str], completions: list[str], device) -> torch.Tensor:
     """Scores (B,) from a reward model or any `(prompts, completions) -> list[float]` callable, checked."""
     scores = reward_fn(prompts, completions)

@@ -42,7 +42,7 @@ from trl import create_reference_model
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import disable_dropout_in_model
 
-from . import SafetyRLHFError, ppo_core, rollout
+from . import SafetyRLHFError, ppo_core, prefix_cache, rollout
 from .config import SafetyPPOConfig
 
 METRICS_FILE = "metrics.jsonl"
@@ -84,19 +84,29 @@ class PhaseTimer:
 
 
 class PolicyAndValue(torch.nn.Module):
-    """One module for the optimizer, DDP and DeepSpeed; `forward` returns the policy's logits and the values."""
+    """One module for the optimizer, DDP and DeepSpeed; `forward` returns the policy's logits and the values.
 
-    def __init__(self, policy, value):
+    `split` (a `prefix_cache.DecoderSplit`, or None) is a plain attribute: its modules are the policy's own.
+    """
+
+    def __init__(self, policy, value, split=None):
         super().__init__()
         self.policy = policy
         self.value = value
+        self.split = split
         self.keep_logits = rollout.accepts_logits_to_keep(policy)
 
-    def forward(self, input_ids, attention_mask, position_ids, response_length: int):
-        """Logits (B, R, V) predicting the last R tokens, and values (B, T) at every position."""
-        logits = rollout.response_logits(
-            self.policy, input_ids, attention_mask, position_ids, response_length, keep=self.keep_logits
-        )
+    def forward(self, input_ids, attention_mask, position_ids, response_length: int, hidden=None):
+        """Logits (B, R, V) predicting the last R tokens, and values (B, T) at every position.
+
+        With `hidden`, the cached output (B, T, d) of the policy's frozen bottom layers, only its top layers run.
+        """
+        if hidden is not None:
+            logits = self.split.response_logits(hidden, attention_mask, position_ids, response_length)
+        else:
+            logits = rollout.response_logits(
+                self.policy, input_ids, attention_mask, position_ids, response_length, keep=self.keep_logits
+            )
         return logits, self.value(input_ids, attention_mask, position_ids)
 
     # TRL's `unwrap_model_for_generation` (ZeRO-3 parameter gathering) toggles checkpointing on the model it unwraps.
@@ -208,7 +218,8 @@ class SafetyPPOTrainer:
             self.num_updates = max(1, math.ceil(episodes / args.batch_size))
 
         # Optimizer and schedule (one scheduler step per update, as in TRL)
-        self.model = PolicyAndValue(model, value_model)
+        split = prefix_cache.DecoderSplit(model, args.trainable_layers) if args.trainable_layers else None
+        self.model = PolicyAndValue(model, value_model, split)
         # Two parameter groups (policy, critic): the critic may learn at its own rate. Separate models, no overlap.
         value_lr = args.learning_rate if args.value_learning_rate is None else args.value_learning_rate
         groups = [
@@ -403,32 +414,19 @@ class SafetyPPOTrainer:
             generated_logprobs = generated_logprobs[:, :width]
         maskf = mask.float()  # (B, R), R <= response_length
 
-        # 2. Log-probs of the sampled tokens (policy and reference, logits / T) and values, without grad.
-        logprobs, ref_logprobs, values = [], [], []
-        with timer("forward"), torch.no_grad():
+        # 2. Log-probs of the sampled tokens (policy and reference, logits / T) and values, without grad. With
+        # `trainable_layers`, the frozen bottom layers run once here and their output is kept for the PPO epochs.
+        chunks = []
+        with timer("forward"):
             for s in range(0, queries.shape[0], chunk):
-                q, qm, r, m = (
-                    queries[s : s + chunk],
-                    query_mask[s : s + chunk],
-                    responses[s : s + chunk],
-                    mask[s : s + chunk],
-                )
-                if generated_logprobs is None:
-                    logits = rollout.forward_response(unwrapped.policy, q, r, qm, m)
-                    logprobs.append(rollout.response_logprobs(logits, r, args.temperature))
-                    del logits
-                if self.ref_model is None:
-                    with unwrapped.policy.disable_adapter():
-                        ref_logits = rollout.forward_response(unwrapped.policy, q, r, qm, m)
-                else:
-                    ref_logits = rollout.forward_response(self.ref_model, q, r, qm, m)
-                ref_logprobs.append(rollout.response_logprobs(ref_logits, r, args.temperature))
-                attention = torch.cat([qm, m.to(qm.dtype)], dim=1)
-                v = unwrapped.value(torch.cat([q, r], dim=1), attention, rollout.position_ids_from(attention))
-                values.append(v[:, context - 1 : -1].float())
-                del ref_logits
-        logprobs = generated_logprobs if generated_logprobs is not None else torch.cat(logprobs)
-        ref_logprobs, values = torch.cat(ref_logprobs), torch.cat(values) * maskf
+                rows = slice(s, s + chunk)
+                chunks.append(rollout.logprobs_and_values(
+                    unwrapped.policy, self.ref_model, unwrapped.value, unwrapped.split, queries[rows], responses[rows],
+                    query_mask[rows], mask[rows], args.temperature, with_policy=generated_logprobs is None,
+                ))  # fmt: skip
+        logprobs, ref_logprobs, values, hidden = (torch.cat(x) if x[0] is not None else None for x in zip(*chunks))
+        logprobs = generated_logprobs if generated_logprobs is not None else logprobs
+        values = values * maskf
 
         # 3. Score the decoded completions with the reward's own tokenizer; the EOS trick on missing stop tokens.
         with timer("scoring"):
@@ -466,6 +464,7 @@ class SafetyPPOTrainer:
             "values": values,
             "returns": returns,
             "advantages": advantages,
+            "hidden": hidden,  # (B, T, d) output of the frozen bottom layers, or None
         }
         finite = self.all_finite(rewards, advantages, values)
         sequence_lengths = query_mask.sum(1) + lengths
@@ -578,9 +577,11 @@ class SafetyPPOTrainer:
         args = self.args
         start, width = rollout.micro_batch_columns(rb["query_mask"][idx], rb["lengths"][idx])
         cols = slice(start, context + width)
+        hidden = rb["hidden"][idx, cols] if rb["hidden"] is not None else None
         logits, vpred = self.model(
-            rb["query_responses"][idx, cols], rb["attention_mask"][idx, cols], rb["position_ids"][idx, cols], width
-        )
+            rb["query_responses"][idx, cols], rb["attention_mask"][idx, cols], rb["position_ids"][idx, cols], width,
+            hidden,
+        )  # fmt: skip
         new_logprobs, entropy = rollout.response_logprobs(
             logits, rb["responses"][idx, :width], args.temperature, with_entropy=True, entropy_grad=args.ent_coef != 0
         )
