@@ -23,8 +23,9 @@ How it is exact, and why no model class is patched or copied:
        from `inputs_embeds`, so their dtype does not depend on the dtype the bottom layers return.
     4. Layers are called as the decoder calls them, so gradient checkpointing (`GradientCheckpointingLayer`),
        LoRA layers, `disable_adapter()` and 4-bit bitsandbytes layers behave as in the full forward.
-    5. Only causal LMs of the families listed in `SUPPORTED_MODEL_TYPES` are accepted: others differ in ways a
-       plain loop would get silently wrong (Gemma scales its embeddings, Qwen3-Next mixes layer kinds...).
+    5. Only the families in `SUPPORTED_MODEL_TYPES` are accepted: their decoder forwards were read and are mirrored
+       here, and the tests cover them. Another family is added after the same reading and a test, not assumed
+       (a decoder may do work outside its layers, or choose masks by another rule).
 """
 
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask

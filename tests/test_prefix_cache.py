@@ -3,6 +3,7 @@ LoRA gradients and logits, on left-padded batches of tiny Llama, Mistral and Qwe
 
 import pytest
 import torch
+from helpers import config, length_reward, make_dataset, model_args, params
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 from trl import ModelConfig
@@ -251,8 +252,6 @@ def test_four_bit_model_is_exact(tmp_path):
 def test_ppo_with_the_cached_prefix_equals_the_uncached_run(tiny_models, tmp_path):
     """Same LoRA layout (the top layer only), same seed: caching the bottom layer (trainable_layers=1) or running the
     whole model in every pass gives the same metrics and weights, over 2 updates of 2 epochs with accumulation."""
-    from test_trainer import config, length_reward, make_dataset, model_args, params
-
     runs = {}
     for cached in (True, False):
         torch.manual_seed(0)  # the same LoRA A initialisation in both runs
