@@ -26,6 +26,7 @@ def _verbs() -> dict:
     from .demo import DemoArguments
     from .evaluate import EvalArguments
     from .gguf_import import GGUFImportArguments
+    from .grpo import SafetyGRPOConfig
     from .hub import PushArguments
     from .plan import PlanArguments
     from .tiny import TinyArguments
@@ -52,6 +53,11 @@ def _verbs() -> dict:
             "train the safety reward (or cost) model",
         ),
         "ppo": ([ScriptArguments, SafetyPPOConfig, ModelConfig], call("safety_rlhf.ppo"), "PPO against the reward"),
+        "grpo": (
+            [ScriptArguments, SafetyGRPOConfig, ModelConfig],
+            call("safety_rlhf.grpo"),
+            "GRPO (TRL's GRPOTrainer, no critic) against the reward",
+        ),
         "eval": ([ScriptArguments, EvalArguments], call("safety_rlhf.evaluate"), "safety evaluation and report"),
         "demo": ([DemoArguments], call("safety_rlhf.demo"), "the whole pipeline offline on the tiny recipes"),
         "push": ([PushArguments], call("safety_rlhf.hub"), "publish a run folder to the Hub with a model card"),
