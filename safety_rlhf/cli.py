@@ -64,7 +64,7 @@ def _verbs() -> dict:
         "plan": (
             [ScriptArguments, SafetyPPOConfig, ModelConfig, PlanArguments],
             call("safety_rlhf.plan"),
-            "estimate a PPO recipe's peak GPU memory and settings that fit",
+            "estimate a PPO or GRPO recipe's peak GPU memory and settings that fit",
         ),
     }
 
@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         # Planning runs anywhere: a GPU recipe's bf16 must not fail TrainingArguments' checks on a CPU machine.
         argv += ["--bf16", "false", "--fp16", "false", "--use_cpu", "true"]
     try:
+        if verb == "plan" and import_module("safety_rlhf.plan").recipe_algorithm(argv) == "grpo":
+            from .grpo import SafetyGRPOConfig
+
+            types = [types[0], SafetyGRPOConfig, *types[2:]]
         try:
             args = TrlParser(types, prog=f"safety-rlhf {verb}").parse_args_and_config(argv)
         except (ValueError, FileNotFoundError, TypeError) as err:

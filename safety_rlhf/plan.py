@@ -1,6 +1,7 @@
-"""`safety-rlhf plan`: estimated peak GPU memory of a PPO recipe, per component, and settings that fit a GPU.
+"""`safety-rlhf plan`: estimated peak GPU memory of a PPO or GRPO recipe, per component, and settings that fit a GPU.
 
     safety-rlhf plan --config recipes/qwen2.5-7b-instruct/ppo_qlora.yaml --gpu_memory_gib 24
+    safety-rlhf plan --config recipes/smollm2-135m-instruct/grpo.yaml --reward_model_config minilm --gpu_memory_gib 8
     make plan RECIPE=recipes/qwen2.5-0.5b-instruct/ppo.yaml ARGS="--gpu_memory_gib 16"
 
 Every figure is an estimate from the architecture (parameter counts are exact: the model is built on the `meta`
@@ -16,6 +17,13 @@ Phases, which do not overlap, so the peak is the static part plus the largest of
     training    policy and critic activations of one micro-batch, stored for backward (all layers, or only each
                 layer's input plus one recomputed layer under gradient checkpointing), and the (micro, R + 1, V)
                 logits, their temperature-scaled copy and gradient
+
+A GRPO recipe (one that sets `num_generations`, or `--algorithm grpo`) is planned with TRL's `GRPOTrainer` in mind:
+no critic; a reference only when `beta` > 0 (none under LoRA: the adapter is switched off; a full copy at the
+recipe's dtype otherwise); `per_device_train_batch_size` counts completions (`num_generations` per prompt), and each
+process generates its whole share of the generation batch at once (`per_device_train_batch_size *
+steps_per_generation` completions), then runs the reference and the loss on micro-batches of
+`per_device_train_batch_size`.
 """
 
 import functools
@@ -58,6 +66,11 @@ KNOWN_CONFIGS = {
         vocab_size=30522, max_position_embeddings=512, type_vocab_size=2, torch_dtype="float32",
     ),
 }  # fmt: skip
+KNOWN_CONFIGS["smollm2-135m"] = dict(
+    model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+    num_attention_heads=9, num_key_value_heads=3, head_dim=64, tie_word_embeddings=True, max_position_embeddings=8192,
+    rope_theta=100000.0, rms_norm_eps=1e-5, torch_dtype="bfloat16",
+)  # fmt: skip
 KNOWN_CONFIGS["minilm"] = KNOWN_CONFIGS["all-minilm-l6-v2"]
 
 
@@ -72,6 +85,34 @@ class PlanArguments:
         default=None, metadata={"help": "Architecture of the reward model when its folder does not exist yet."}
     )
     json_output: bool = field(default=False, metadata={"help": "Print the plan as one JSON object."})
+    algorithm: str | None = field(
+        default=None, metadata={"help": "`ppo` or `grpo`; None: grpo when the recipe sets num_generations."}
+    )
+
+
+def recipe_algorithm(argv: list[str]) -> str:
+    """`grpo` or `ppo`: `--algorithm` (command line or recipe) if given, else `grpo` when the recipe or the command
+    line sets `num_generations`. Decided before parsing, because the two recipes have different training arguments."""
+    import yaml
+
+    def value(flag: str):
+        for i, arg in enumerate(argv):
+            if arg == f"--{flag}" and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(f"--{flag}="):
+                return arg.split("=", 1)[1]
+        return None
+
+    recipe = {}
+    if value("config") and os.path.isfile(value("config")):
+        with open(value("config"), encoding="utf-8") as f:
+            recipe = yaml.safe_load(f) or {}
+    algorithm = value("algorithm") or recipe.get("algorithm")
+    if algorithm is None:
+        algorithm = "grpo" if "num_generations" in recipe or value("num_generations") else "ppo"
+    if algorithm not in ("ppo", "grpo"):
+        raise SafetyRLHFError(f"algorithm={algorithm!r} is not supported; use 'ppo' or 'grpo'")
+    return algorithm
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -291,6 +332,111 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     }
 
 
+def estimate_grpo(script_args, grpo_args, model_args, plan_args: PlanArguments, micro=None,
+                  checkpointing=None) -> dict:  # fmt: skip
+    """The plan of a GRPO recipe (optionally with another micro-batch or checkpointing): bytes per line.
+
+    The generation batch of a process stays the recipe's: `per_device_train_batch_size * steps_per_generation`
+    completions of `max_prompt_length + max_completion_length` tokens.
+    """
+    micro = micro or grpo_args.per_device_train_batch_size
+    checkpointing = grpo_args.gradient_checkpointing if checkpointing is None else checkpointing
+    completions = grpo_args.per_device_train_batch_size * grpo_args.steps_per_generation  # generated per process
+    dtype_bytes = DTYPE_BYTES.get(model_args.dtype, 4)
+    lora_r = model_args.lora_r if model_args.use_peft else None
+    four_bit, nested = bool(model_args.load_in_4bit), bool(model_args.use_bnb_nested_quant)
+
+    policy_config, policy_source = resolve_config(model_args.model_name_or_path, "policy")
+    reward_path = plan_args.reward_model_config or grpo_args.reward_model_path
+    if not reward_path:
+        raise SafetyRLHFError("the recipe has no reward_model_path; add it, or pass --reward_model_config")
+    reward_config, reward_source = resolve_config(reward_path, "reward model")
+    reward_dtype = getattr(reward_config, "dtype", None) or getattr(reward_config, "torch_dtype", None)
+    reward_bytes = DTYPE_BYTES.get(str(reward_dtype).replace("torch.", "") if reward_dtype else None, 4)
+
+    policy_model = meta_model_of(model_args.model_name_or_path, "policy", True)
+    policy = model_memory(policy_model, dtype_bytes, four_bit, nested, lora_r,
+                          model_args.lora_target_modules, trainable=True)  # fmt: skip
+    reward = model_memory(
+        meta_model_of(reward_path, "reward model", False), reward_bytes, False, False, None, None, False
+    )
+    # TRL's reference: none without the KL term, the adapter switched off under LoRA, else a copy at the dtype.
+    reference = 0.0
+    if grpo_args.beta and not lora_r:
+        reference = model_memory(policy_model, dtype_bytes, False, False, None, None, False).weight_bytes
+
+    p_dims, r_dims = decoder_dims(policy_config), decoder_dims(reward_config)
+    prompt, completion = script_args.max_prompt_length, grpo_args.max_completion_length
+    seq, vocab, act = prompt + completion, policy_config.vocab_size, dtype_bytes
+
+    generation = kv_cache_bytes(p_dims, completions * seq, act) + 3 * completions * vocab * 4
+    # No-grad passes: the reference (and old log-probs) per micro-batch, the reward model per 32 (`score`'s batch);
+    # one layer's activations at a time, and the (micro, C + 1, V) logits with their temperature-scaled copy.
+    layer = lambda d: 2 * d["H"] + d["I"] + 2 * d["KV"]  # noqa: E731
+    scoring = max(
+        micro * seq * layer(p_dims) * act + 2 * micro * (completion + 1) * vocab * act,
+        min(completions, 32) * seq * layer(r_dims) * reward_bytes,
+    )
+    training_policy = training_activation_bytes(p_dims, micro * seq, act, checkpointing)
+    training_logits = 3 * micro * (completion + 1) * vocab * act
+    dequant = max(m.weight.numel() for m in lora_targets(policy_model, "all-linear")) * act * four_bit
+    training = training_policy + training_logits + dequant
+
+    static = {
+        "policy weights": policy.weight_bytes,
+        "policy trainable state (grads + AdamW)": policy.state_bytes,
+        "reference": reference,
+        "reward model": reward.weight_bytes,
+    }
+    phases = {
+        "generation (KV cache)": generation,
+        "reference / old log-probs, reward (no grad)": scoring,
+        "training": training,
+    }
+    peak = sum(static.values()) + max(phases.values())
+    need = peak * (1 + plan_args.reserve_fraction) + plan_args.reserve_gib * GIB
+    return {
+        "algorithm": "grpo",
+        "sources": {"policy": policy_source, "reward": reward_source},
+        "params": {"policy": policy.params, "policy_trainable": policy.trainable, "reward": reward.params},
+        "settings": {
+            "per_device_train_batch_size": micro,
+            "gradient_accumulation_steps": completions // micro,
+            "gradient_checkpointing": checkpointing,
+            "num_generations": grpo_args.num_generations,
+            "completions_generated": completions,
+            "beta": grpo_args.beta,
+            "dtype": model_args.dtype,
+            "load_in_4bit": four_bit,
+            "lora_r": lora_r,
+            "max_prompt_length": prompt,
+            "max_completion_length": completion,
+        },  # fmt: skip
+        "static_bytes": static,
+        "phase_bytes": phases,
+        "training_detail_bytes": {
+            "policy activations": training_policy,
+            "logits": training_logits,
+            "4-bit dequantized weight": dequant,
+        },  # fmt: skip
+        "peak_bytes": peak,
+        "needed_bytes": need,
+        "fits": need <= plan_args.gpu_memory_gib * GIB,
+    }
+
+
+def suggest_grpo(script_args, grpo_args, model_args, plan_args) -> dict | None:
+    """The recipe's settings if they fit; else the first that fit, keeping the generation batch: the recipe's
+    checkpointing before turning it on, then the largest micro-batch (of completions) dividing the batch."""
+    completions = grpo_args.per_device_train_batch_size * grpo_args.steps_per_generation
+    for checkpointing in sorted({grpo_args.gradient_checkpointing, True}):
+        for micro in (m for m in range(grpo_args.per_device_train_batch_size, 0, -1) if completions % m == 0):
+            plan = estimate_grpo(script_args, grpo_args, model_args, plan_args, micro, checkpointing)
+            if plan["fits"]:
+                return plan
+    return None
+
+
 def suggest(script_args, ppo_args, model_args, plan_args) -> dict | None:
     """The recipe's settings if they fit; else the first that fit, keeping the batch: the recipe's checkpointing
     before turning it on, then the largest micro-batch, then the largest rollout chunk."""
@@ -316,15 +462,31 @@ def suggest(script_args, ppo_args, model_args, plan_args) -> dict | None:
 
 def render(plan: dict, plan_args: PlanArguments, suggestion: dict | None) -> str:
     gib = lambda b: f"{b / GIB:6.2f}"  # noqa: E731
-    s = plan["settings"]
-    lines = [
-        f"policy: {plan['sources']['policy']}  critic: {plan['sources']['critic']}  reward: {plan['sources']['reward']}",
-        f"params: policy {plan['params']['policy'] / 1e9:.3f}B ({plan['params']['policy_trainable'] / 1e6:.1f}M "
-        f"trainable), critic {plan['params']['critic'] / 1e9:.3f}B ({plan['params']['critic_trainable'] / 1e6:.1f}M "
-        f"trainable), reward {plan['params']['reward'] / 1e9:.3f}B",
-        f"settings: dtype {s['dtype']}, 4-bit {s['load_in_4bit']}, LoRA r {s['lora_r']}, micro-batch "
-        f"{s['per_device_train_batch_size']}, gradient checkpointing {s['gradient_checkpointing']}, rollout chunk "
-        f"{s['local_rollout_forward_batch_size']}, {s['max_prompt_length']} + {s['response_length']} tokens",
+    s, sources, params = plan["settings"], plan["sources"], plan["params"]
+    grpo = plan.get("algorithm") == "grpo"
+    critic = "" if grpo else f"  critic: {sources['critic']}"
+    lines = [f"policy: {sources['policy']}{critic}  reward: {sources['reward']}"]
+    critic = "no critic (GRPO)" if grpo else (
+        f"critic {params['critic'] / 1e9:.3f}B ({params['critic_trainable'] / 1e6:.1f}M trainable)"
+    )  # fmt: skip
+    lines.append(
+        f"params: policy {params['policy'] / 1e9:.3f}B ({params['policy_trainable'] / 1e6:.1f}M trainable), "
+        f"{critic}, reward {params['reward'] / 1e9:.3f}B"
+    )
+    if grpo:
+        lines.append(
+            f"settings: dtype {s['dtype']}, 4-bit {s['load_in_4bit']}, LoRA r {s['lora_r']}, group size "
+            f"{s['num_generations']}, {s['completions_generated']} completions generated per process, micro-batch "
+            f"{s['per_device_train_batch_size']} completions, gradient checkpointing {s['gradient_checkpointing']}, "
+            f"beta {s['beta']}, {s['max_prompt_length']} + {s['max_completion_length']} tokens"
+        )
+    else:
+        lines.append(
+            f"settings: dtype {s['dtype']}, 4-bit {s['load_in_4bit']}, LoRA r {s['lora_r']}, micro-batch "
+            f"{s['per_device_train_batch_size']}, gradient checkpointing {s['gradient_checkpointing']}, rollout chunk "
+            f"{s['local_rollout_forward_batch_size']}, {s['max_prompt_length']} + {s['response_length']} tokens"
+        )
+    lines += [
         "",
         "| component | GiB |",
         "|---|---:|",
@@ -338,10 +500,22 @@ def render(plan: dict, plan_args: PlanArguments, suggestion: dict | None) -> str
         "",
         f"{plan_args.gpu_memory_gib:g} GiB GPU: {'fits' if plan['fits'] else 'does NOT fit'}",
     ]
-    if suggestion is None:
+    if suggestion is None and grpo:
+        lines.append(
+            "no micro-batch / checkpointing setting fits: use load_in_4bit and use_peft, fewer completions per "
+            "generation batch, shorter max_completion_length, or a larger GPU"
+        )
+    elif suggestion is None:
         lines.append(
             "no micro-batch / checkpointing / rollout chunk setting fits: use load_in_4bit and use_peft, a smaller "
             "critic (value_model_path), shorter response_length, or a larger GPU"
+        )
+    elif not plan["fits"] and grpo:
+        t = suggestion["settings"]
+        lines.append(
+            f"suggested: --per_device_train_batch_size {t['per_device_train_batch_size']} "
+            f"--gradient_accumulation_steps {t['gradient_accumulation_steps']} --gradient_checkpointing "
+            f"{str(t['gradient_checkpointing']).lower()} (estimated peak {gib(suggestion['peak_bytes']).strip()} GiB)"
         )
     elif not plan["fits"]:
         t = suggestion["settings"]
@@ -357,8 +531,11 @@ def render(plan: dict, plan_args: PlanArguments, suggestion: dict | None) -> str
 def main(script_args, ppo_args, model_args, plan_args: PlanArguments) -> dict:
     if plan_args.gpu_memory_gib <= 0:
         raise SafetyRLHFError(f"gpu_memory_gib={plan_args.gpu_memory_gib} must be positive, e.g. 24")
-    plan = estimate(script_args, ppo_args, model_args, plan_args)
-    suggestion = suggest(script_args, ppo_args, model_args, plan_args)
+    from trl import GRPOConfig
+
+    grpo = isinstance(ppo_args, GRPOConfig)
+    plan = (estimate_grpo if grpo else estimate)(script_args, ppo_args, model_args, plan_args)
+    suggestion = (suggest_grpo if grpo else suggest)(script_args, ppo_args, model_args, plan_args)
     if plan_args.json_output:
         print(json.dumps({"plan": plan, "suggestion": suggestion}))
     else:

@@ -36,7 +36,9 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
 def test_help_lists_the_verbs(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(verb in out for verb in ("tiny", "data", "sft", "reward", "ppo", "grpo", "eval", "demo", "push", "plan"))
+    assert all(
+        verb in out for verb in ("tiny", "data", "sft", "reward", "ppo", "grpo", "eval", "demo", "push", "plan")
+    )
 
 
 def test_unknown_verb(capsys):

@@ -127,3 +127,78 @@ def test_plan_bad_input_is_one_line_error(capsys, tmp_path):
     assert "nowhere/unknown-model" in err and "known architecture" in err and len(err.splitlines()) == 1
     assert cli(["plan", "--config", "recipes/qwen2.5-0.5b-instruct/ppo.yaml", "--gpu_memory_gib", "0"]) == 2
     assert "gpu_memory_gib=0" in capsys.readouterr().err
+
+
+def grpo_recipe(tmp_path, tiny_models, **kw):
+    import yaml
+
+    recipe = dict(
+        model_name_or_path=str(tiny_models["policy"]), dtype="float32", reward_model_path=str(tiny_models["classifier"]),
+        use_peft=True, lora_r=4, lora_target_modules=["q_proj", "v_proj"], num_generations=4,
+        per_device_train_batch_size=8, gradient_accumulation_steps=2, max_prompt_length=32, max_completion_length=16,
+        beta=0.04, gradient_checkpointing=False, output_dir=str(tmp_path / "out"),
+    )  # fmt: skip
+    recipe.update(kw)
+    path = tmp_path / "grpo.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return str(path)
+
+
+def test_grpo_plan_by_hand(tmp_path, tiny_models, capsys):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    policy = AutoModelForCausalLM.from_pretrained(tiny_models["policy"])
+    c = policy.config
+    H, I, L, V = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size  # noqa: E741
+    KV = c.num_key_value_heads * (getattr(c, "head_dim", None) or H // c.num_attention_heads)
+    params = sum(p.numel() for p in policy.parameters())
+    # The reward model's encoder: the planner leaves out the one-label head (H + 1 parameters), as for PPO.
+    classifier = AutoModelForSequenceClassification.from_pretrained(tiny_models["classifier"])
+    reward = sum(p.numel() for p in classifier.base_model.parameters())
+    adapter = L * 4 * ((H + H) + (H + KV))  # r = 4 on q (H -> H) and v (H -> KV)
+    completions, seq = 8 * 2, 32 + 16  # 8 per micro-batch x 2 steps per generation; prompt + completion tokens
+
+    recipe = grpo_recipe(tmp_path, tiny_models)
+    p = run_plan(capsys, "--config", recipe)["plan"]  # a recipe with num_generations is planned as GRPO
+    assert p["algorithm"] == "grpo" and "critic" not in p["sources"]
+    assert p["static_bytes"] == {
+        "policy weights": 4 * params + 4 * adapter,
+        "policy trainable state (grads + AdamW)": 12 * adapter,
+        "reference": 0,  # LoRA: the adapter switched off
+        "reward model": 4 * reward,
+    }
+    assert p["settings"]["completions_generated"] == completions and p["settings"]["num_generations"] == 4
+    assert p["phase_bytes"]["generation (KV cache)"] == completions * seq * L * 2 * KV * 4 + 3 * completions * V * 4
+    per_layer = 6 * H + 2 * KV + 4 * I
+    assert p["phase_bytes"]["training"] == 8 * seq * 4 * L * per_layer + 3 * 8 * (16 + 1) * V * 4
+    assert p["peak_bytes"] == sum(p["static_bytes"].values()) + max(p["phase_bytes"].values())
+
+    # Full fine-tuning: TRL's reference is a copy of the policy, unless beta = 0 (no KL term, no reference).
+    full = run_plan(capsys, "--config", recipe, "--use_peft", "false")["plan"]["static_bytes"]
+    assert full["reference"] == 4 * params and full["policy trainable state (grads + AdamW)"] == 12 * params
+    no_kl = run_plan(capsys, "--config", recipe, "--use_peft", "false", "--beta", "0")["plan"]["static_bytes"]
+    assert no_kl["reference"] == 0
+
+    # --algorithm grpo plans a recipe without num_generations with GRPOConfig's default group size (8).
+    bare = grpo_recipe(tmp_path, tiny_models)
+    text = (tmp_path / "grpo.yaml").read_text().replace("num_generations: 4\n", "")
+    (tmp_path / "grpo.yaml").write_text(text)
+    assert run_plan(capsys, "--config", bare, "--algorithm", "grpo")["plan"]["settings"]["num_generations"] == 8
+
+
+def test_grpo_plan_of_the_smollm2_recipe_and_a_smaller_gpu(capsys):
+    recipe = "recipes/smollm2-135m-instruct/grpo.yaml"
+    result = run_plan(capsys, "--config", recipe, "--reward_model_config", "minilm", "--gpu_memory_gib", "8")
+    p = result["plan"]
+    assert p["fits"] and p["static_bytes"]["reference"] == 0
+    assert round(p["params"]["policy"] / 1e6, 1) == 134.5  # SmolLM2-135M's published size
+    small = run_plan(capsys, "--config", recipe, "--reward_model_config", "minilm", "--gpu_memory_gib", "3")
+    s = small["suggestion"]["settings"]
+    assert not small["plan"]["fits"] and small["suggestion"]["needed_bytes"] <= 3 * plan.GIB
+    assert (
+        s["per_device_train_batch_size"] < 16
+        and s["per_device_train_batch_size"] * s["gradient_accumulation_steps"] == 16
+    )
+    assert cli(["plan", "--config", recipe, "--reward_model_config", "minilm", "--gpu_memory_gib", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "no critic (GRPO)" in out and "does NOT fit" in out and "--per_device_train_batch_size" in out
