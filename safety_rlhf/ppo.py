@@ -68,5 +68,5 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
         )
     # The entry point ends the run (trackers, process group), after every rank has saved: not `train()`, whose
     # callers (tests, scripts) may still need the process group.
-    trainer.accelerator.end_training()
+    trainer.close()
     return trainer

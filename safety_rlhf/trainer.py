@@ -17,6 +17,7 @@ Departures from TRL 1.12's PPOTrainer (each a fix of a documented limitation):
        (B, R, V) tensor of scores; `logprobs_from_generation=False` recomputes them with a forward pass instead.
 """
 
+import gc
 import json
 import math
 import os
@@ -372,6 +373,24 @@ class SafetyPPOTrainer:
             if flag > 0 and not received:
                 received.append("a signal on another process")
         return bool(flag > 0)
+
+    def close(self) -> None:
+        """End the run (trackers, process group) in an order that cannot deadlock at exit.
+
+        DDP's C++ `Reducer` holds the process group. Freed last by the Reducer, with the GIL held, gloo's destructor
+        joins its worker threads, and a worker still freeing a finished collective's tensors waits for the GIL: both
+        wait forever (pytorch/pytorch#56297; seen here as rank 0 never exiting after training). So the model holding
+        the Reducer goes first, and the process group's last reference is dropped from Python, whose binding
+        releases the GIL while the workers finish. The trainer cannot train after this.
+        """
+        import torch.distributed as dist
+
+        group = dist.group.WORLD if dist.is_available() and dist.is_initialized() else None
+        self.accelerator.end_training()
+        self.accelerator.free_memory()  # the prepared (DDP) model and optimizer
+        self.model = self.optimizer = self.scheduler = None
+        gc.collect()
+        del group
 
     @contextmanager
     def collectives_explained(self):

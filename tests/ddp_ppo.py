@@ -9,7 +9,9 @@ Like the CLI, a `SafetyRLHFError` prints one line and exits with status 2.
 """
 
 import json
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -89,10 +91,24 @@ def main(policy_path: str, out: str, scenario: str) -> None:
         )
     )
     torch.distributed.barrier()
-    trainer.accelerator.end_training()
+    trainer.close()
+
+
+def exit_with_parent(interval: float = 1.0) -> None:
+    """End this rank when the test that started it is gone (killed by a timeout, Ctrl-C, CI): reparented, its parent
+    id changes. A thread, because this sandbox's kernel does not honour PR_SET_PDEATHSIG."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 if __name__ == "__main__":
+    exit_with_parent()
     try:
         main(*sys.argv[1:4])
     except SafetyRLHFError as err:
