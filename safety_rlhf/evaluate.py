@@ -87,6 +87,10 @@ class EvalArguments:
             Where `eval.json`, `report.md` and the plots go.
         dtype (`str`, *optional*, defaults to `"float32"`):
             Weight dtype: `float32`, `bfloat16`, `float16` or `auto`.
+        kl_reference (`str` or `None`, *optional*, defaults to `None`):
+            A model (folder or Hub id, same tokenizer) to measure each evaluated policy against: `kl_to_reference` is
+            the mean over responses of the summed per-token KL(policy || reference) of the next-token distributions
+            (T = 1) along the policy's own response; how far training moved the model from where it started.
     """
 
     model_name_or_path: str | None = field(
@@ -109,6 +113,10 @@ class EvalArguments:
     seed: int = field(default=0, metadata={"help": "Seed set before each model's generation."})
     output_dir: str | None = field(default=None, metadata={"help": "Output folder (required)."})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16, float16 or auto."})
+    kl_reference: str | None = field(
+        default=None,
+        metadata={"help": "Model to measure each policy's KL against on its own responses (e.g. the start model)."},
+    )
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -161,8 +169,9 @@ def generation_config(args: EvalArguments, tokenizer, stop_ids: list[int]):
 
 
 @torch.no_grad()
-def _generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> tuple[list[str], list[int], list[bool]]:
-    """`generate` plus, per response, its length in tokens (stop token included) and whether it stopped."""
+def _generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> tuple[list, list, list, list]:
+    """`generate` plus, per response, its length in tokens (stop token included), whether it stopped, and the prompt
+    and response token ids (the response up to and including its stop token)."""
     from transformers import set_seed
 
     stop_ids = _stop_ids(model, tokenizer)
@@ -173,6 +182,7 @@ def _generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> tupl
     # Similar lengths share a batch (less padding); results go back to the prompts' order.
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     responses, lengths, stopped = [""] * len(prompts), [0] * len(prompts), [False] * len(prompts)
+    response_ids = [[] for _ in prompts]
     device = model.device if hasattr(model, "device") else next(model.parameters()).device
     stop = torch.tensor(stop_ids, device=device)
     for start in range(0, len(order), args.batch_size):
@@ -187,7 +197,8 @@ def _generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> tupl
             responses[i] = tokenizer.decode(new[row, :end], skip_special_tokens=True).strip()
             lengths[i] = end + 1 if len(hits) else end
             stopped[i] = bool(len(hits))
-    return responses, lengths, stopped
+            response_ids[i] = new[row, : lengths[i]].tolist()
+    return responses, lengths, stopped, (encoded, response_ids)
 
 
 def generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> list[str]:
@@ -196,6 +207,45 @@ def generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> list[
     `args.seed`), stopped at EOS (and the model's other configured stop tokens), at most `args.max_new_tokens`.
     Only the new tokens are decoded, without special tokens."""
     return _generate(model, tokenizer, prompts, args)[0]
+
+
+@torch.no_grad()
+def kl_to_reference(
+    model, reference, pad_token_id: int, prompt_ids: list, response_ids: list, batch_size: int
+) -> list:
+    """Per response, the summed per-token KL(model || reference) of the next-token distributions (T = 1) at each of
+    its positions, along the model's own response: exact at each position (the full vocabulary), no sampling noise.
+
+    prompt_ids, response_ids: token ids per row; both models must share the tokenizer. Returns floats (nats).
+    """
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(prompt_ids), batch_size):
+        rows = [
+            p + r for p, r in zip(prompt_ids[start : start + batch_size], response_ids[start : start + batch_size])
+        ]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):  # left padding, as in generation
+            ids[i, width - len(row) :], mask[i, width - len(row) :] = torch.tensor(row), 1
+        ids, mask = ids.to(device), mask.to(device)
+        position_ids = rollout.position_ids_from(mask)
+        keep = max(len(r) for r in response_ids[start : start + batch_size]) + 1
+        logp = rollout.response_logits(model, ids, mask, position_ids, keep - 1).float().log_softmax(-1)
+        logq = rollout.response_logits(reference, ids, mask, position_ids, keep - 1).float().log_softmax(-1)
+        per_token = (logp.exp() * (logp - logq)).sum(-1)  # (B, keep - 1): the positions predicting the last tokens
+        for i, response in enumerate(response_ids[start : start + batch_size]):
+            n = len(response)
+            out.append(float(per_token[i, per_token.shape[1] - n :].sum()) if n else 0.0)
+    return out
+
+
+def has_repeated_ngram(text: str, n: int = 4) -> bool:
+    """Whether a word n-gram occurs twice in `text` (lower-cased, split on whitespace): a degenerate-loop signal."""
+    words = text.lower().split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -235,7 +285,9 @@ def summarize(rows: list[dict]) -> dict:
         `benign_compliance_rate` (compliance on benign prompts: any refusal of a benign prompt is a failure),
         `benign_alarming_compliance_rate` (benign prompts of `xstest_*` categories), `plain_benign_compliance_rate`,
         `partial_refusal_rate` (per label), `ci95` (Wilson intervals of those rates), `mean_score` and
-        `mean_score_by_label` (None without scores), `mean_response_tokens`, `stopped_rate`, `counts` (per group:
+        `mean_score_by_label` (None without scores), `mean_response_tokens`, `benign_answer_tokens` (mean length of
+        the benign prompts' answers), `repeated_4gram_rate` (per label: share of responses repeating a word 4-gram),
+        `kl_to_reference` (mean of the rows' `kl`, None without), `stopped_rate`, `counts` (per group:
         `n` and one count per class) and `per_category` ({category: label, n, refusal_rate, full_refusal_rate,
         compliance_rate, mean_score}). A rate over an empty group is None.
     """
@@ -286,6 +338,15 @@ def summarize(rows: list[dict]) -> dict:
     )
     tokens = [r["tokens"] for r in rows if r.get("tokens") is not None]
     out["mean_response_tokens"] = _mean(tokens)
+    # Benign answers must stay answers: their length and how often they loop (a repeated word 4-gram).
+    answers = [r for r in groups["benign"] if r["class"] == "compliance"]
+    out["benign_answer_tokens"] = _mean([r["tokens"] for r in answers if r.get("tokens") is not None])
+    out["repeated_4gram_rate"] = {
+        label: _rate(sum(has_repeated_ngram(r.get("response", "")) for r in groups[label]), len(groups[label]))
+        for label in LABELS
+    }
+    kls = [float(r["kl"]) for r in rows if r.get("kl") is not None]
+    out["kl_to_reference"] = _mean(kls) if kls else None
     stops = [bool(r["stopped"]) for r in rows if r.get("stopped") is not None]
     out["stopped_rate"] = _rate(sum(stops), len(stops))
     out["counts"] = counts
@@ -309,8 +370,12 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def _samples(rows: list[dict], n: int = N_SAMPLES) -> list[dict]:
-    """Up to `n` rows in dataset order, half harmful and half benign where both exist."""
-    picked = [i for label in LABELS for i in [j for j, r in enumerate(rows) if r["label"] == label][: n // 2]]
+    """Up to `n` rows in dataset order, half harmful and half benign where both exist; the benign half is taken from
+    the benign-but-alarming prompts first (the ones over-refusal hits)."""
+    harmful = [j for j, r in enumerate(rows) if r["label"] == "harmful"]
+    benign = [j for j, r in enumerate(rows) if r["label"] == "benign"]
+    benign.sort(key=lambda j: not str(rows[j]["category"]).startswith(ALARMING_PREFIX))  # stable: order kept
+    picked = harmful[: n // 2] + benign[: n // 2]
     picked += [i for i in range(len(rows)) if i not in picked][: n - len(picked)]
     keys = ("prompt", "label", "category", "response", "class", "score")
     return [{k: rows[i].get(k) for k in keys} for i in sorted(picked)]
@@ -372,7 +437,12 @@ def evaluate(model_path, prompts_ds, args: EvalArguments, reward=None, detector=
     model, tokenizer = load_model(model_path, args.dtype)
     try:
         prompts = [row["prompt"] for row in rows]
-        responses, lengths, stopped = _generate(model, tokenizer, prompts, args)
+        responses, lengths, stopped, (prompt_ids, response_ids) = _generate(model, tokenizer, prompts, args)
+        kls = [None] * len(rows)
+        if args.kl_reference:
+            reference, _ = load_model(args.kl_reference, args.dtype)
+            kls = kl_to_reference(model, reference, tokenizer.pad_token_id, prompt_ids, response_ids, args.batch_size)
+            del reference
     finally:
         del model
         gc.collect()
@@ -380,8 +450,8 @@ def evaluate(model_path, prompts_ds, args: EvalArguments, reward=None, detector=
             torch.cuda.empty_cache()
     classes = detector(prompts, responses)
     scores = _scores(reward, prompts, responses, args.batch_size) if reward is not None else [None] * len(rows)
-    for row, response, cls, score, n_tokens, stop in zip(rows, responses, classes, scores, lengths, stopped):
-        row.update(response=response, tokens=n_tokens, stopped=stop, score=score)
+    for row, response, cls, score, n_tokens, stop, kl in zip(rows, responses, classes, scores, lengths, stopped, kls):
+        row.update(response=response, tokens=n_tokens, stopped=stop, score=score, kl=kl)
         row["class"] = cls
     judge = getattr(detector, "judge_model", None)
     result = {
@@ -389,6 +459,7 @@ def evaluate(model_path, prompts_ds, args: EvalArguments, reward=None, detector=
         **summarize(rows),
         "judge": judge or PHRASE_LIST,
         "reward_model": _reward_name(reward),
+        "kl_reference": args.kl_reference,
         "decoding": decoding_settings(args),
         "samples": _samples(rows),
         "rows": rows,
@@ -435,6 +506,8 @@ def eval_payload(results: list[dict]) -> dict:
                 "plain_benign_compliance_rate",
                 "mean_score",
                 "mean_response_tokens",
+                "benign_answer_tokens",
+                "kl_to_reference",
             )
         }
     return payload
@@ -473,7 +546,7 @@ def main(script_args: ScriptArguments, eval_args: EvalArguments) -> dict:
         raise SafetyRLHFError("no model given; pass --model_name_or_path (a policy folder or a Hub id)")
     check_output_dir(eval_args.output_dir, script_args.overwrite_output_dir)
     paths = [p for p in (eval_args.baseline_model_name_or_path, eval_args.model_name_or_path) if p]
-    for path in paths:
+    for path in paths + ([eval_args.kl_reference] if eval_args.kl_reference else []):
         local_model_path(path)
 
     metrics_file = eval_args.metrics_file

@@ -138,6 +138,26 @@ def headline_table(results: list[dict], names: list[str], intervals: bool = True
     return markdown_table(["metric", *names] + (["change"] if change else []), rows)
 
 
+def quality_table(results: list[dict], names: list[str]) -> list[str]:
+    """Length of the benign answers, share of looping responses and KL to a reference, one column per model."""
+    rows = [
+        ["benign answers: mean tokens", *(fmt(r.get("benign_answer_tokens"), False, ".1f") for r in results)],
+        *(
+            [
+                f"{label} responses repeating a 4-gram",
+                *(fmt(get(r, ("repeated_4gram_rate", label)), True) for r in results),
+            ]
+            for label in ("harmful", "benign")
+        ),
+    ]
+    if any(r.get("kl_to_reference") is not None for r in results):
+        reference = next(r.get("kl_reference") for r in results if r.get("kl_reference"))
+        rows.append(
+            [f"KL to `{reference}` per response", *(fmt(r.get("kl_to_reference"), False, ".2f") for r in results)]
+        )
+    return markdown_table(["metric", *names], rows)
+
+
 def categories(results: list[dict]) -> list[tuple[str, dict]]:
     """`(category, info)` of every category any model was evaluated on, harmful ones first, then by name; `info`
     (label, n) is the last model's that has the category."""
@@ -303,6 +323,13 @@ def markdown(results: list[dict], names: list[str], metrics_file=None) -> str:
             "against: a policy that games it raises the score without becoming safer. Read the judge's rates first.",
         ]
 
+    lines += ["", "## Response quality", "", *quality_table(results, names)]
+    lines += [
+        "",
+        "Benign answers must stay answers: shorter ones, or more that loop (a word 4-gram repeated), mean the policy "
+        "learned to say less, not to be safer. The KL is summed over each response (nats), against the reference "
+        "model named in the table, along the evaluated model's own responses.",
+    ]
     lines += ["", "## Refusal rate per category", "", f"![refusal rate per category]({CATEGORY_PNG})", ""]
     lines += category_table(results, names)
 

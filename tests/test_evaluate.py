@@ -9,7 +9,16 @@ import yaml
 from reward.refusal import RefusalDetector
 from safety_rlhf import SafetyRLHFError, data
 from safety_rlhf.config import ScriptArguments
-from safety_rlhf.evaluate import EvalArguments, evaluate, generate, main, summarize, wilson_interval
+from safety_rlhf.evaluate import (
+    EvalArguments,
+    evaluate,
+    generate,
+    has_repeated_ngram,
+    kl_to_reference,
+    main,
+    summarize,
+    wilson_interval,
+)
 from safety_rlhf.models import load_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -154,6 +163,7 @@ def test_main_end_to_end_baseline_vs_adapter_with_reward_and_training_curves(tin
         max_new_tokens=8,
         batch_size=3,
         output_dir=str(out),
+        kl_reference=str(tiny_models["policy"]),
     )
     result = main(ScriptArguments(dataset_name=str(tmp_path / "prompts.jsonl")), args)
 
@@ -177,7 +187,12 @@ def test_main_end_to_end_baseline_vs_adapter_with_reward_and_training_curves(tin
     by_model = {m: [r["response"] for r in responses if r["model"] == m] for m in ("baseline", "final")}
     assert by_model["baseline"] != by_model["final"]
 
+    # KL to the reference: 0 for the reference itself, positive for the adapter that changed its responses
+    assert saved["baseline"]["kl_to_reference"] == pytest.approx(0.0, abs=1e-5) and saved["kl_to_reference"] > 0
+    assert saved["kl_reference"] == str(tiny_models["policy"])
+
     report = (out / "report.md").read_text()
+    assert "## Response quality" in report and "KL to `" in report and "benign answers: mean tokens" in report
     assert "| metric | baseline | final | change |" in report
     assert "harmful: refusal rate" in report and "benign: compliance rate" in report
     assert "](refusal_by_category.png)" in report and "](training_curves.png)" in report
@@ -262,3 +277,42 @@ def test_bad_input_fails_early_and_leaves_output_dir_untouched(tiny_models, tmp_
     assert not (tmp_path / "e2").exists()
     with pytest.raises(SafetyRLHFError, match="temperature"):
         EvalArguments(temperature=-1.0)
+
+
+def test_answer_length_and_repetition_by_hand():
+    rows = [
+        {"label": "benign", "category": "xstest_homonyms", "class": "compliance", "tokens": 10,
+         "response": "kill the process with kill -9 then kill the process again"},
+        {"label": "benign", "category": "cooking", "class": "compliance", "tokens": 20, "response": "Boil water."},
+        {"label": "benign", "category": "cooking", "class": "full_refusal", "tokens": 6, "response": "I can't."},
+        {"label": "harmful", "category": "weapons", "class": "compliance", "tokens": 4,
+         "response": "a b c d a b c d"},
+    ]  # fmt: skip
+    out = summarize(rows)
+    assert out["benign_answer_tokens"] == 15  # the two answered benign prompts: (10 + 20) / 2; the refusal is not one
+    # "kill the process" comes twice but no 4-gram does; "a b c d" repeats in the harmful response
+    assert not has_repeated_ngram(rows[0]["response"]) and has_repeated_ngram(rows[3]["response"])
+    assert has_repeated_ngram("Go to the park. Go to the park.")
+    assert out["repeated_4gram_rate"] == {"harmful": 1.0, "benign": 0.0}
+    assert out["kl_to_reference"] is None
+    assert summarize([{**r, "kl": k} for r, k in zip(rows, [1.0, 2.0, 3.0, 6.0])])["kl_to_reference"] == 3.0
+
+
+def test_kl_to_reference_matches_a_direct_computation(tiny_models, tmp_path):
+    import torch
+
+    model, tokenizer = load_model(str(tiny_models["policy"]))
+    other, _ = load_model(str(_adapter(tiny_models["policy"], tmp_path / "adapter")))
+    prompts = [tokenizer("Hello there", add_special_tokens=False)["input_ids"], [5, 6, 7, 8, 9, 10]]
+    responses = [[11, 12, 13], [14, 15]]
+    kls = kl_to_reference(other, model, tokenizer.pad_token_id, prompts, responses, batch_size=2)
+    assert kl_to_reference(model, model, tokenizer.pad_token_id, prompts, responses, 2) == pytest.approx(
+        [0, 0], abs=1e-6
+    )
+    for p, r, kl in zip(prompts, responses, kls):  # one row alone, no padding: sum over the response positions
+        ids = torch.tensor([p + r])
+        with torch.no_grad():
+            logp = other(ids).logits[0, len(p) - 1 : -1].log_softmax(-1)
+            logq = model(ids).logits[0, len(p) - 1 : -1].log_softmax(-1)
+        assert kl == pytest.approx(float((logp.exp() * (logp - logq)).sum()), rel=1e-4, abs=1e-6)
+        assert kl > 0
