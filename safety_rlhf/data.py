@@ -51,7 +51,9 @@ DATA_DIR = Path(__file__).parent / "data"
 BUNDLED = {
     "prompts": {"bundled": "prompts.jsonl", "bundled_heldout": "pairs_heldout.jsonl"},
     "pairs": {"bundled": "pairs.jsonl", "bundled_heldout": "pairs_heldout.jsonl"},
-    "sft": {"bundled": "sft.jsonl"},
+    # bundled_warmstart: refusals for half of the harmful categories, the warm start of a real chat model before PPO
+    # (scripts/build_warmstart.py)
+    "sft": {"bundled": "sft.jsonl", "bundled_warmstart": "sft_warmstart.jsonl"},
 }
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 COLUMNS = {

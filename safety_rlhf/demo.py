@@ -1,12 +1,17 @@
-"""`safety-rlhf demo` (`make demo`): the whole pipeline, offline on the CPU, on the tiny recipes.
+"""`safety-rlhf demo` (`make demo`): the whole pipeline, offline on the CPU.
 
-    safety-rlhf demo --output_dir runs/demo
+    safety-rlhf demo --output_dir runs/demo                                 # the tiny random-initialised models
+    safety-rlhf demo --model smollm2 --output_dir runs/demo-smollm2         # the real chat model, SmolLM2-135M
 
-Stages, each the same code as its verb with the recipe in `recipes/tiny/` (paths redirected into `output_dir`):
-    1 tiny models  2 SFT warm start  3 safety reward model  4 evaluate the SFT policy  5 PPO  6 evaluate the PPO
-    policy against the SFT one, greedy (eval.json, report.md, plots)  7 the same sampled at the training temperature
-    8 the same greedy on the held-out prompts (`bundled_heldout`: written apart, five categories never trained on)
-    9 summary table (summary.json)
+Stages, each the same code as its verb with the recipes in `recipes/smollm2-135m-instruct/` (or `recipes/tiny/`),
+paths redirected into `output_dir`:
+    smollm2: 1 import SmolLM2-135M-Instruct from the bundled GGUF (once; reused from `base_model_dir`)  2 warm start
+      (SFT on refusals of half the harmful categories, merged)  3 safety reward model  4 PPO from the warm start
+    tiny: 1 tiny models  2 SFT warm start  3 safety reward model  4 evaluate the SFT policy  5 PPO
+then: evaluate the PPO policy against the warm start, greedy (eval.json, report.md, plots), the same sampled at the
+training temperature, the same greedy on the held-out prompts (`bundled_heldout`: written apart, five categories
+never trained on), and a summary table (summary.json). On SmolLM2 the evaluations also measure each policy's KL to
+the untrained model along its own responses.
 """
 
 import json
@@ -17,15 +22,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from . import SafetyRLHFError
 from .config import check_output_dir
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
+RECIPES_ROOT = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = RECIPES_ROOT / "tiny"
+MODELS = {"smollm2": "smollm2-135m-instruct", "tiny": "tiny"}
 HEADLINE = (
     ("harmful_refusal_rate", "harmful prompts refused"),
     ("benign_compliance_rate", "benign prompts answered"),
     ("benign_alarming_compliance_rate", "  of which benign-but-alarming"),
     ("plain_benign_compliance_rate", "  of which plain benign"),
     ("mean_score", "mean reward score"),
+    ("benign_answer_tokens", "benign answers: mean tokens"),
+    ("kl_to_reference", "KL to the untrained model"),
 )
 
 
@@ -34,8 +44,24 @@ class DemoArguments:
     """Arguments of `safety-rlhf demo`."""
 
     output_dir: str = field(default="runs/demo", metadata={"help": "Folder that receives every stage's output."})
-    recipes_dir: str = field(default=str(RECIPES), metadata={"help": "Folder holding sft/reward/ppo.yaml."})
+    model: str = field(
+        default="tiny", metadata={"help": "`tiny` (tiny random models) or `smollm2` (the real chat model)."}
+    )
+    recipes_dir: str | None = field(
+        default=None, metadata={"help": "Folder holding sft/reward/ppo.yaml; default recipes/<model's folder>."}
+    )
+    base_model_dir: str = field(
+        default="models/smollm2-135m-instruct",
+        metadata={"help": "Where SmolLM2 is imported from its GGUF, once; later demos reuse it."},
+    )
+    eval_batch_size: int = field(default=80, metadata={"help": "Prompts per generate call in the evaluations."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing demo folder."})
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise SafetyRLHFError(f"model={self.model!r} is not a demo; use one of: {', '.join(MODELS)}")
+        if self.recipes_dir is None:
+            self.recipes_dir = str(RECIPES_ROOT / MODELS[self.model])
 
 
 def parse(types: list, recipe: Path, **overrides) -> tuple:
@@ -49,7 +75,7 @@ def parse(types: list, recipe: Path, **overrides) -> tuple:
 
 
 def main(args: DemoArguments) -> dict:
-    from trl import ModelConfig, SFTConfig
+    from trl import ModelConfig
 
     from reward.train import SafetyRewardConfig
     from reward.train import main as train_reward
@@ -57,12 +83,13 @@ def main(args: DemoArguments) -> dict:
     from . import evaluate, ppo, sft
     from .config import SafetyPPOConfig, ScriptArguments
     from .evaluate import EvalArguments
-    from .tiny import TinyArguments, build_tiny_models
+    from .sft import MERGED_DIR, SafetySFTConfig
 
     out = check_output_dir(args.output_dir, args.overwrite_output_dir)
     recipes = Path(args.recipes_dir)
     over = {"overwrite_output_dir": "true"} if args.overwrite_output_dir else {}
     timings, console = {}, Console()
+    real = args.model == "smollm2"
 
     def stage(name: str, fn):
         console.rule(f"[bold]{len(timings) + 1}. {name}")
@@ -71,24 +98,34 @@ def main(args: DemoArguments) -> dict:
         timings[name] = round(time.time() - start, 1)
         return result
 
-    stage(
-        "tiny models",
-        lambda: build_tiny_models(
-            TinyArguments(output_dir=str(out / "models"), overwrite_output_dir=args.overwrite_output_dir)
-        ),
-    )
+    if real:
+        from .gguf_import import import_gguf
+
+        base = stage("import SmolLM2-135M-Instruct", lambda: import_gguf(None, args.base_model_dir)[0])
+    else:
+        from .tiny import TinyArguments, build_tiny_models
+
+        stage(
+            "tiny models",
+            lambda: build_tiny_models(
+                TinyArguments(output_dir=str(out / "models"), overwrite_output_dir=args.overwrite_output_dir)
+            ),
+        )
+        base = out / "models" / "policy"
     stage(
         "SFT warm start",
         lambda: sft.main(
             *parse(
-                [ScriptArguments, SFTConfig, ModelConfig],
+                [ScriptArguments, SafetySFTConfig, ModelConfig],
                 recipes / "sft.yaml",
-                model_name_or_path=out / "models/policy",
+                model_name_or_path=base,
                 output_dir=out / "sft",
                 **over,
             )
         ),
     )
+    # PPO starts from the warm start: on SmolLM2 its LoRA merged into a full model (the PPO adapter then loads alone).
+    start = out / "sft" / MERGED_DIR if real else out / "sft"
     stage(
         "safety reward model",
         lambda: train_reward(
@@ -102,21 +139,24 @@ def main(args: DemoArguments) -> dict:
     )
 
     def parse_eval(data: dict | None = None, **fields) -> tuple:
-        fields = {"reward_model_path": out / "reward", **fields}
+        fields = {"reward_model_path": out / "reward", "batch_size": args.eval_batch_size, **fields}
+        if real:
+            fields.update(kl_reference=base, max_new_tokens=48)  # the PPO response length
         fields = {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
         return ScriptArguments(overwrite_output_dir=args.overwrite_output_dir, **(data or {})), EvalArguments(**fields)
 
-    stage(
-        "evaluate the SFT policy",
-        lambda: evaluate.main(*parse_eval(model_name_or_path=out / "sft", output_dir=out / "eval_sft")),
-    )
+    if not real:
+        stage(
+            "evaluate the SFT policy",
+            lambda: evaluate.main(*parse_eval(model_name_or_path=out / "sft", output_dir=out / "eval_sft")),
+        )
     stage(
         "PPO",
         lambda: ppo.main(
             *parse(
                 [ScriptArguments, SafetyPPOConfig, ModelConfig],
                 recipes / "ppo.yaml",
-                model_name_or_path=out / "sft",
+                model_name_or_path=start,
                 reward_model_path=out / "reward",
                 output_dir=out / "ppo",
                 **over,
@@ -128,7 +168,7 @@ def main(args: DemoArguments) -> dict:
         lambda: evaluate.main(
             *parse_eval(
                 model_name_or_path=out / "ppo",
-                baseline_model_name_or_path=out / "sft",
+                baseline_model_name_or_path=start,
                 metrics_file=out / "ppo" / "metrics.jsonl",
                 output_dir=out / "eval",
             )
@@ -140,7 +180,7 @@ def main(args: DemoArguments) -> dict:
         lambda: evaluate.main(
             *parse_eval(
                 model_name_or_path=out / "ppo",
-                baseline_model_name_or_path=out / "sft",
+                baseline_model_name_or_path=start,
                 temperature=0.7,
                 output_dir=out / "eval_sampled",
             )
@@ -153,12 +193,12 @@ def main(args: DemoArguments) -> dict:
             *parse_eval(
                 data={"dataset_name": "bundled_heldout", "dataset_test_split": "test"},
                 model_name_or_path=out / "ppo",
-                baseline_model_name_or_path=out / "sft",
+                baseline_model_name_or_path=start,
                 output_dir=out / "eval_heldout",
             )
         ),
     )
-    summary = {}
+    summary = {"model": args.model}
     for suffix, result in (("", final), ("_sampled", sampled), ("_heldout", heldout)):
         summary["before" + suffix] = {k: result["baseline"].get(k) for k, _ in HEADLINE}
         summary["after" + suffix] = {k: result.get(k) for k, _ in HEADLINE}
@@ -183,7 +223,9 @@ def print_summary(console: Console, summary: dict) -> None:
             table.add_column(f"{model} {'sampled' if side.endswith('sampled') else 'greedy'}", justify="right")
         for key, label in HEADLINE:
             values = [summary[side][key] for side in sides]
-            table.add_row(label, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values))
+            table.add_row(
+                label, *(f"{v:.3f}" if isinstance(v, float) else "n/a" if v is None else str(v) for v in values)
+            )
         console.print(table)
     console.print(f"stage times (s): {summary['seconds']}; total {summary['total_seconds']} s")
     console.print(f"report: {summary['report']}")

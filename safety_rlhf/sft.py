@@ -6,11 +6,33 @@ Rows are conversations (`messages`: one user turn, one assistant turn). They are
 prompt/completion pair so the loss covers only what the assistant says, EOS included.
 """
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from trl import SFTConfig, SFTTrainer, get_peft_config
 
-from . import data
+from . import SafetyRLHFError, data
 from .config import ScriptArguments, check_output_dir, save_config
 from .models import load_policy, load_tokenizer
+
+MERGED_DIR = "merged"
+
+
+@dataclass
+class SafetySFTConfig(SFTConfig):
+    """TRL's `SFTConfig` plus `merge_lora`.
+
+    Parameters:
+        merge_lora (`bool`, *optional*, defaults to `False`):
+            With LoRA (`use_peft`), also write the base with the trained adapter merged in to `output_dir/merged`: a
+            full model that PPO can start from, whose LoRA-off reference is then this SFT policy (an adapter saved
+            by PPO on top of it loads alone, which one stacked on an SFT adapter would not). Needs an unquantized
+            base.
+    """
+
+    merge_lora: bool = field(
+        default=False, metadata={"help": "With LoRA, also write the merged model to output_dir/merged (PPO's start)."}
+    )
 
 
 def to_prompt_completion(row: dict) -> dict:
@@ -28,6 +50,14 @@ def load_split(script_args: ScriptArguments, split: str):
 
 
 def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> SFTTrainer:
+    merge = getattr(training_args, "merge_lora", False)
+    if merge and not model_args.use_peft:
+        raise SafetyRLHFError("merge_lora is set but use_peft is not; pass --use_peft true or drop --merge_lora")
+    if merge and (model_args.load_in_4bit or model_args.load_in_8bit):
+        raise SafetyRLHFError(
+            "merge_lora needs an unquantized base (the merged weights would be re-quantized); drop --load_in_4bit / "
+            "--load_in_8bit or --merge_lora"
+        )
     check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, training_args.resume_from_checkpoint)
     # Everything that can fail on bad input runs before the first byte is written to output_dir.
     tokenizer = load_tokenizer(model_args, training_args.trust_remote_code)
@@ -54,4 +84,8 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> 
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     tokenizer.save_pretrained(training_args.output_dir)
+    if merge and trainer.accelerator.is_main_process:
+        merged = Path(training_args.output_dir) / MERGED_DIR
+        trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(merged)
+        tokenizer.save_pretrained(merged)
     return trainer

@@ -192,3 +192,23 @@ def test_generator_is_deterministic(tmp_path):
     subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True, capture_output=True)
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), f"{name} is stale: rerun the generator"
+
+
+def test_warmstart_refuses_half_the_harmful_categories_and_nothing_else(prompts):
+    """`sft_warmstart.jsonl` (scripts/build_warmstart.py): refusals of the harmful train prompts of five categories."""
+    import importlib.util
+
+    from reward.refusal import classify_refusal
+
+    rows = [json.loads(line) for line in (DATA / "sft_warmstart.jsonl").read_text().splitlines()]
+    spec = importlib.util.spec_from_file_location("build_warmstart", ROOT / "scripts" / "build_warmstart.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    assert rows == builder.build()  # the file is what the script writes
+    categories = set(builder.WARMSTART_CATEGORIES)
+    assert {r["category"] for r in rows} == categories and len(categories) == 5
+    assert all(r["label"] == "harmful" and r["split"] == "train" for r in rows)
+    assert all(classify_refusal(r["messages"][-1]["content"]) == "full_refusal" for r in rows)
+    wanted = {p["prompt"] for p in prompts if p["label"] == "harmful" and p["split"] == "train"}
+    wanted = {p["prompt"] for p in prompts if p["prompt"] in wanted and p["category"] in categories}
+    assert {r["messages"][0]["content"] for r in rows} == wanted  # every train prompt of those categories, once

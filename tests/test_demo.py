@@ -29,7 +29,9 @@ def short_recipes(folder: Path) -> Path:
 
 def test_demo_runs_every_stage_and_leaves_a_self_contained_policy(tmp_path):
     out = tmp_path / "demo"
-    summary = main(DemoArguments(output_dir=str(out), recipes_dir=str(short_recipes(tmp_path / "recipes"))))
+    summary = main(
+        DemoArguments(output_dir=str(out), model="tiny", recipes_dir=str(short_recipes(tmp_path / "recipes")))
+    )
     assert list(summary["seconds"]) == [
         "tiny models", "SFT warm start", "safety reward model", "evaluate the SFT policy", "PPO", "evaluate PPO vs SFT",
         "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",
@@ -48,4 +50,4 @@ def test_demo_runs_every_stage_and_leaves_a_self_contained_policy(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(out / "ppo")
     assert tokenizer.chat_template and model.config.vocab_size >= len(tokenizer)
     with pytest.raises(SafetyRLHFError, match="already holds a previous run"):
-        main(DemoArguments(output_dir=str(out), recipes_dir=str(tmp_path / "recipes")))
+        main(DemoArguments(output_dir=str(out), model="tiny", recipes_dir=str(tmp_path / "recipes")))

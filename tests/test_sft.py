@@ -39,3 +39,44 @@ def test_sft_loss_falls_and_generation_learns_to_stop(tiny_models, tmp_path):
     after, stopped = greedy(tmp_path / "sft", prompts)
     assert after != before
     assert stopped.float().mean() >= 0.75, after
+
+
+def test_merge_lora_writes_a_full_model_equal_to_base_plus_adapter(tiny_models, tmp_path):
+    from peft import AutoPeftModelForCausalLM
+
+    from safety_rlhf.sft import MERGED_DIR, SafetySFTConfig
+
+    args = SafetySFTConfig(
+        output_dir=str(tmp_path / "sft"), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+        gradient_checkpointing=False, max_steps=3, per_device_train_batch_size=8, learning_rate=5e-3,
+        max_length=128, seed=0, merge_lora=True,
+    )  # fmt: skip
+    model_args = ModelConfig(
+        model_name_or_path=str(tiny_models["policy"]), dtype="float32", use_peft=True, lora_r=4,
+        lora_target_modules=["q_proj", "v_proj"],
+    )  # fmt: skip
+    sft.main(ScriptArguments(dataset_name="bundled_warmstart", max_samples=16), args, model_args)
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "sft" / MERGED_DIR).eval()
+    adapter = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "sft").eval()
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, adapter(ids).logits, atol=1e-5)
+        base = AutoModelForCausalLM.from_pretrained(tiny_models["policy"]).eval()
+        assert not torch.allclose(merged(ids).logits, base(ids).logits, atol=1e-4)  # the adapter was trained
+    assert AutoTokenizer.from_pretrained(tmp_path / "sft" / MERGED_DIR).chat_template
+
+
+def test_merge_lora_needs_lora_and_an_unquantized_base(tiny_models, tmp_path):
+    import pytest
+
+    from safety_rlhf import SafetyRLHFError
+    from safety_rlhf.sft import SafetySFTConfig
+
+    args = SafetySFTConfig(output_dir=str(tmp_path / "sft"), use_cpu=True, report_to="none", merge_lora=True)
+    plain = ModelConfig(model_name_or_path=str(tiny_models["policy"]))
+    with pytest.raises(SafetyRLHFError, match="merge_lora is set but use_peft is not"):
+        sft.main(ScriptArguments(), args, plain)
+    quantized = ModelConfig(model_name_or_path=str(tiny_models["policy"]), use_peft=True, load_in_4bit=True)
+    with pytest.raises(SafetyRLHFError, match="merge_lora needs an unquantized base"):
+        sft.main(ScriptArguments(), args, quantized)
+    assert not (tmp_path / "sft").exists()  # nothing written
