@@ -29,9 +29,11 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from safety_rlhf import SafetyRLHFError
+from safety_rlhf.models import check_model_folder, weights_kwargs
 
 SIDECAR_FILE = "safety_reward.json"
 _NO_HEAD_FIX = (
@@ -140,6 +142,7 @@ class SafetyRewardModel:
         *,
         max_length: int | None = None,
         trust_remote_code: bool = False,
+        allow_pickle: bool = False,
         **model_kwargs,
     ) -> "SafetyRewardModel":
         """Load a sequence-classification reward model and its tokenizer from a folder or the Hub.
@@ -157,6 +160,8 @@ class SafetyRewardModel:
                 Truncation length; `None` uses the one stored at training time, else the tokenizer's.
             trust_remote_code (`bool`, *optional*, defaults to `False`):
                 Allow model code from the repository.
+            allow_pickle (`bool`, *optional*, defaults to `False`):
+                Also load pickle weights (`pytorch_model.bin`), which can run code; by default only safetensors.
             model_kwargs:
                 Passed to `AutoModelForSequenceClassification.from_pretrained` (`revision`, `quantization_config`,
                 `device_map`, `attn_implementation`, ...).
@@ -169,6 +174,7 @@ class SafetyRewardModel:
                     f"reward model folder {path} has no config.json (a PEFT adapter folder must be merged first: "
                     f"peft's merge_and_unload, then save_pretrained); {_NO_HEAD_FIX}"
                 )
+            check_model_folder(local, "reward model", trust_remote_code, allow_pickle)
         elif path.startswith((".", "/", "~")) or path.count("/") > 1:
             raise SafetyRLHFError(f"reward model path {path} does not exist; {_NO_HEAD_FIX}")
         try:
@@ -198,11 +204,19 @@ class SafetyRewardModel:
             model_kwargs["dtype"] = dtype
         try:
             model, info = AutoModelForSequenceClassification.from_pretrained(
-                path, trust_remote_code=trust_remote_code, output_loading_info=True, **model_kwargs
+                path,
+                trust_remote_code=trust_remote_code,
+                output_loading_info=True,
+                **weights_kwargs(allow_pickle),
+                **model_kwargs,
             )
             tokenizer = AutoTokenizer.from_pretrained(
                 path, trust_remote_code=trust_remote_code, revision=model_kwargs.get("revision")
             )
+        except SafetensorError as err:
+            raise SafetyRLHFError(
+                f"reward model {path!r} has a truncated or damaged safetensors file ({err}); copy or save it again"
+            ) from err
         except (OSError, ValueError) as err:
             raise _load_error(path, err) from err
         missing = sorted(info.get("missing_keys") or [])

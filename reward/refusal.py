@@ -313,7 +313,8 @@ class RefusalDetector:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(judge_model)
-            self.model = AutoModelForCausalLM.from_pretrained(judge_model, dtype=dtype).to(device).eval()
+            model = AutoModelForCausalLM.from_pretrained(judge_model, dtype=dtype, use_safetensors=True)
+            self.model = model.to(device).eval()
         except (OSError, ValueError) as err:
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise SafetyRLHFError(

@@ -53,8 +53,14 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 from trl.trainer.utils import pad
 
 from safety_rlhf import SafetyRLHFError, data
-from safety_rlhf.config import ScriptArguments, check_output_dir, save_config
-from safety_rlhf.models import keep_4bit_layers_trainable
+from safety_rlhf.config import (
+    ScriptArguments,
+    check_output_dir,
+    check_training_fields,
+    move_previous_checkpoints,
+    save_config,
+)
+from safety_rlhf.models import check_model_folder, keep_4bit_layers_trainable, weights_kwargs
 
 from .model import SafetyCostModel, SafetyRewardModel, encode
 
@@ -104,6 +110,7 @@ class SafetyRewardConfig(RewardConfig):
     )
 
     def __post_init__(self):
+        check_training_fields(self)
         super().__post_init__()
         if self.objective not in ("reward", "cost"):
             raise SafetyRLHFError(f"objective={self.objective!r} is unknown; use 'reward' or 'cost'")
@@ -139,8 +146,11 @@ def resolve_backbone(name: str | None, output_dir: str) -> str:
     return str(path)
 
 
-def load_backbone(path: str, model_args: ModelConfig, training_args: SafetyRewardConfig):
-    """A one-label sequence classifier and its tokenizer (a new head on encoders and causal LMs)."""
+def load_backbone(path: str, model_args: ModelConfig, training_args: SafetyRewardConfig, allow_pickle: bool = False):
+    """A one-label sequence classifier and its tokenizer (a new head on encoders and causal LMs); safetensors weights
+    only unless `allow_pickle`."""
+    folder = Path(path).expanduser()
+    check_model_folder(folder if folder.is_dir() else None, "model", training_args.trust_remote_code, allow_pickle)
     quantization_config = get_quantization_config(model_args)
     if quantization_config is not None and not model_args.use_peft:
         raise SafetyRLHFError(
@@ -167,6 +177,7 @@ def load_backbone(path: str, model_args: ModelConfig, training_args: SafetyRewar
         revision=model_args.model_revision,
         attn_implementation=model_args.attn_implementation,
         trust_remote_code=training_args.trust_remote_code,
+        **weights_kwargs(allow_pickle),
     )
     if model_args.dtype not in (None, "auto"):
         kwargs["dtype"] = getattr(torch, model_args.dtype)
@@ -374,7 +385,7 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
 
     # Model
     model_path = resolve_backbone(model_args.model_name_or_path, training_args.output_dir)
-    model, tokenizer = load_backbone(model_path, model_args, training_args)
+    model, tokenizer = load_backbone(model_path, model_args, training_args, script_args.allow_pickle_weights)
     max_length = min(training_args.max_length or tokenizer.model_max_length, tokenizer.model_max_length)
     peft_config = peft_config_for(model_args)
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
@@ -383,6 +394,8 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
     if training_args.objective == "reward":
         # The segment-id columns are not in RewardTrainer's signature columns; tokenize_pairs drops all the others.
         training_args.remove_unused_columns = False
+    if script_args.overwrite_output_dir and not training_args.resume_from_checkpoint:
+        move_previous_checkpoints(output_dir)
     save_config(output_dir, script_args=script_args, training_args=training_args, model_args=model_args)
     # Before any trainer touches the model: QLoRA casts the trainable head to bf16, which needs autocast to run.
     untrained = evaluate_pairs(
@@ -437,6 +450,7 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
                 revision=model_args.model_revision,
                 trust_remote_code=training_args.trust_remote_code,
                 problem_type=model.config.problem_type,
+                **weights_kwargs(script_args.allow_pickle_weights),
             )
             base.config.pad_token_id = tokenizer.pad_token_id
             final = PeftModel.from_pretrained(base, output_dir / "adapter")

@@ -83,6 +83,8 @@ def usage(verbs: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from trl import TrlParser
 
+    from .config import unknown_key_error
+
     argv = list(sys.argv[1:] if argv is None else argv)
     verbs = _verbs()
     if not argv or argv[0] in ("-h", "--help"):
@@ -101,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             from .grpo import SafetyGRPOConfig
 
             types = [types[0], SafetyGRPOConfig, *types[2:]]
+        unknown = unknown_key_error(types, argv)
+        if unknown:
+            raise SafetyRLHFError(unknown)
         try:
             args = TrlParser(types, prog=f"safety-rlhf {verb}").parse_args_and_config(argv)
         except (ValueError, FileNotFoundError, TypeError) as err:

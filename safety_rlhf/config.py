@@ -5,10 +5,13 @@ Config flows in one hop: YAML (`--config`) and command-line overrides -> these d
 """
 
 import dataclasses
+import difflib
 import json
+import math
 import os
+import shutil
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -39,7 +42,11 @@ class ScriptArguments:
         max_samples (`int` or `None`, *optional*, defaults to `None`):
             Keep only the first rows of each split (quick runs).
         overwrite_output_dir (`bool`, *optional*, defaults to `False`):
-            Allow writing into an `output_dir` that already holds a run.
+            Allow writing into an `output_dir` that already holds a run; its `checkpoint-*` folders are moved into
+            `previous-run-<time>/` so a later `--resume_from_checkpoint latest` cannot pick them.
+        allow_pickle_weights (`bool`, *optional*, defaults to `False`):
+            Also load weights stored as pickle files (`pytorch_model.bin`), which can run code when loaded; by
+            default only safetensors files load.
     """
 
     dataset_name: str = field(default="bundled", metadata={"help": "`bundled`, a local file, or a Hub dataset id."})
@@ -50,6 +57,74 @@ class ScriptArguments:
     max_prompt_length: int = field(default=128, metadata={"help": "Longer prompts are dropped and counted."})
     max_samples: int | None = field(default=None, metadata={"help": "Keep the first N rows of each split."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Write into an output_dir holding a run."})
+    allow_pickle_weights: bool = field(
+        default=False, metadata={"help": "Also load pickle weights (pytorch_model.bin), which can run code."}
+    )
+
+    def __post_init__(self):
+        check_fields(self, at_least_1=("max_prompt_length", "max_samples"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checks every configuration runs in `__post_init__`, so a bad value fails before anything is loaded or written.
+
+
+def check_fields(args, at_least_1=(), at_least_0=(), positive=(), probability=(), finite=()) -> None:
+    """Fail naming the first field out of its range; `None` passes (it means "not set"), and every float must be
+    finite. `probability` is (0, 1]."""
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SafetyRLHFError(f"{name}={value} must be a finite number")
+    rules = [
+        (at_least_1, lambda v: v >= 1, "must be at least 1"),
+        (at_least_0, lambda v: v >= 0, "must be 0 or more"),
+        (positive, lambda v: v > 0, "must be positive"),
+        (probability, lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ]
+    for names, ok, rule in rules:
+        for name in names:
+            value = getattr(args, name)
+            if value is not None and not ok(value):
+                raise SafetyRLHFError(f"{name}={value} {rule}")
+
+
+def check_training_fields(args: TrainingArguments) -> None:
+    """The `TrainingArguments` fields every training verb uses; run before `TrainingArguments.__post_init__`, whose
+    own checks would fail later, inside the trainer, or not at all."""
+    check_fields(
+        args,
+        at_least_1=("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"),
+        at_least_0=("learning_rate", "weight_decay", "warmup_steps", "max_grad_norm", "num_train_epochs"),
+    )
+    if args.max_steps == 0 or args.max_steps < -1:
+        raise SafetyRLHFError(f"max_steps={args.max_steps} must be at least 1, or -1 for num_train_epochs")
+
+
+def unknown_key_error(types, argv: list[str]) -> str | None:
+    """One line naming the first unknown key of the recipe (`--config`) or the command line, with the nearest known
+    one (`difflib`), or None. Run before parsing, so a misspelt key is reported before any value check."""
+    known = {f.name for t in types for f in dataclasses.fields(t) if f.init}
+    config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    sources = []
+    if config and Path(config).is_file():
+        try:
+            recipe = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or "syntax error"
+            return f"{config} is not valid YAML ({problem}{where}); fix the file"
+        if isinstance(recipe, dict):
+            sources.append((f" in {config}", [key for key in recipe if key != "env"]))
+    options = [item[2:].split("=")[0].replace("-", "_") for item in argv if item.startswith("--")]
+    sources.append((" on the command line", [key for key in options if key not in ("config", "help")]))
+    for where, keys in sources:
+        for key in keys:
+            if key not in known and not (key.startswith("no_") and key[3:] in known):
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "`--help` lists the keys"
+                return f"unknown key {key!r}{where}; {hint}"
+    return None
 
 
 def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: bool = False) -> Path:
@@ -63,6 +138,25 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: boo
             "--resume_from_checkpoint latest, or choose another --output_dir"
         )
     return out
+
+
+PREVIOUS_RUN = ("checkpoint-*", "metrics*.jsonl")
+
+
+def move_previous_checkpoints(output_dir: str | os.PathLike) -> Path | None:
+    """Under `--overwrite_output_dir`, move the previous run's `checkpoint-*` folders and metrics into
+    `previous-run-<time>/` (nothing is deleted), so that `--resume_from_checkpoint latest` cannot pick them and a
+    resumed run's metrics do not mix; call it once every check passed."""
+    out = Path(output_dir)
+    old = sorted(p for pattern in PREVIOUS_RUN for p in out.glob(pattern)) if out.is_dir() else []
+    if not old:
+        return None
+    aside = out / f"previous-run-{datetime.now():%Y%m%d-%H%M%S}"
+    aside.mkdir()
+    for path in old:
+        shutil.move(str(path), aside / path.name)
+    print(f"moved the previous run's {', '.join(p.name for p in old)} into {aside}")
+    return aside
 
 
 def to_dict(args) -> dict:
@@ -235,11 +329,22 @@ class SafetyPPOConfig(TrainingArguments):
     mini_batch_size: int | None = field(default=None, init=False)
 
     def __post_init__(self):
-        start_cpu_process_group(self)
-        super().__post_init__()
-        for name in ("num_ppo_epochs", "num_mini_batches", "response_length", "per_device_train_batch_size"):
-            if getattr(self, name) < 1:
-                raise SafetyRLHFError(f"{name}={getattr(self, name)} must be at least 1")
+        check_training_fields(self)
+        check_fields(
+            self,
+            at_least_1=(
+                "num_ppo_epochs", "num_mini_batches", "response_length", "local_rollout_forward_batch_size",
+                "total_episodes", "kl_horizon", "max_nonfinite_updates",
+            ),
+            at_least_0=(
+                "missing_eos_penalty", "refusal_reward", "kl_coef", "vf_coef", "ent_coef", "lam", "sample_completions",
+                "stop_token_id",
+            ),
+            positive=("temperature", "reward_clip", "kl_target", "cliprange_value", "value_learning_rate"),
+            probability=("top_p", "gamma", "cliprange"),
+        )  # fmt: skip
+        if self.lam > 1:
+            raise SafetyRLHFError(f"lam={self.lam} must be in [0, 1]")
         if self.gradient_accumulation_steps % self.num_mini_batches:
             raise SafetyRLHFError(
                 f"gradient_accumulation_steps={self.gradient_accumulation_steps} is not divisible by "
@@ -253,8 +358,8 @@ class SafetyPPOConfig(TrainingArguments):
             raise SafetyRLHFError(
                 f"trainable_layers={self.trainable_layers} must be at least 1; unset it to adapt every layer"
             )
-        if not 0 < self.temperature:
-            raise SafetyRLHFError(f"temperature={self.temperature} must be positive")
+        start_cpu_process_group(self)
+        super().__post_init__()
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
         self.local_batch_size = self.per_device_train_batch_size * self.gradient_accumulation_steps
         self.batch_size = self.local_batch_size * self.world_size

@@ -398,8 +398,16 @@ def read_jsonl(path: Path, name: str) -> list[tuple[str, dict]]:
 
     Parsed here rather than by `datasets`, which cannot say which line is broken.
     """
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors write one) is no part of line 1
+    except UnicodeDecodeError as err:
+        number = raw[: err.start].count(b"\n") + 1
+        raise SafetyRLHFError(
+            f"{name} line {number}: byte {raw[err.start : err.start + 1]!r} is not UTF-8; save the file as UTF-8"
+        ) from None
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{name} line {number}"
@@ -489,12 +497,17 @@ def _check_rows(kind: str, rows, lenient: bool) -> tuple[list[dict], Counter]:
     return kept, dropped
 
 
-def _blank(text) -> bool:
-    return not isinstance(text, str) or not text.strip()
+def _text_problem(what: str, text) -> str | None:
+    if not isinstance(text, str):
+        return f"{what} is not text (got {type(text).__name__} {text!r})"
+    return None if text.strip() else f"empty {what}"
 
 
 def _problem(kind: str, row: dict) -> str | None:
     """What makes a row unusable, or None."""
+    for column in ("category", "split"):
+        if row.get(column) is not None and not isinstance(row[column], str):
+            return f"{column} is not text (got {type(row[column]).__name__} {row[column]!r})"
     if kind == "sft":
         messages = row["messages"]
         if not (isinstance(messages, list) and len(messages) >= 2 and all(isinstance(m, dict) for m in messages)):
@@ -502,12 +515,14 @@ def _problem(kind: str, row: dict) -> str | None:
         for i, message in enumerate(messages):
             if message.get("role") not in ROLES:
                 return f"message {i} has role {message.get('role')!r} (allowed: {', '.join(ROLES)})"
-            if _blank(message.get("content")):
-                return f"message {i} has empty content"
+            problem = _text_problem("content", message.get("content"))
+            if problem:
+                return f"message {i} has {problem}" if problem.startswith("empty") else f"message {i} {problem}"
         return None if messages[-1]["role"] == "assistant" else "the last message is not an assistant turn"
     for column in TEXTS[kind]:
-        if _blank(row[column]):
-            return f"empty {column}"
+        problem = _text_problem(column, row[column])
+        if problem:
+            return problem
     if kind == "pairs" and row["chosen"].strip() == row["rejected"].strip():
         return "chosen == rejected"
     return None

@@ -408,7 +408,7 @@ def decoding_settings(args: EvalArguments) -> dict:
     }
 
 
-def evaluate(model_path, prompts_ds, args: EvalArguments, reward=None, detector=None) -> dict:
+def evaluate(model_path, prompts_ds, args: EvalArguments, reward=None, detector=None, allow_pickle=False) -> dict:
     """Generate a response to every prompt, classify it and aggregate (`summarize`).
 
     Args:
@@ -422,6 +422,8 @@ def evaluate(model_path, prompts_ds, args: EvalArguments, reward=None, detector=
             Scores each (prompt, response); `mean_score` is None without it.
         detector (`reward.RefusalDetector` or callable, *optional*):
             `(prompts, responses) -> classes`; defaults to `RefusalDetector(args.judge_model)`.
+        allow_pickle (`bool`, *optional*, defaults to `False`):
+            Also load pickle weights (`pytorch_model.bin`); by default only safetensors load.
 
     Returns:
         `dict`: `summarize`'s metrics plus `model`, `judge`, `reward_model`, `decoding`, `samples` (the first
@@ -434,7 +436,7 @@ def evaluate(model_path, prompts_ds, args: EvalArguments, reward=None, detector=
         raise SafetyRLHFError("no prompts to evaluate; check --dataset_name, --dataset_test_split and --max_samples")
     if detector is None:
         detector = RefusalDetector(judge_model=args.judge_model)
-    model, tokenizer = load_model(model_path, args.dtype)
+    model, tokenizer = load_model(model_path, args.dtype, allow_pickle=allow_pickle)
     try:
         prompts = [row["prompt"] for row in rows]
         responses, lengths, stopped, (prompt_ids, response_ids) = _generate(model, tokenizer, prompts, args)
@@ -572,7 +574,9 @@ def main(script_args: ScriptArguments, eval_args: EvalArguments) -> dict:
     if eval_args.reward_model_path:
         from reward.model import SafetyRewardModel
 
-        reward = SafetyRewardModel.from_pretrained(eval_args.reward_model_path)
+        reward = SafetyRewardModel.from_pretrained(
+            eval_args.reward_model_path, allow_pickle=script_args.allow_pickle_weights
+        )
     from reward.refusal import RefusalDetector
 
     detector = RefusalDetector(judge_model=eval_args.judge_model)
@@ -585,7 +589,9 @@ def main(script_args: ScriptArguments, eval_args: EvalArguments) -> dict:
     }
     results = []
     for path in paths:
-        result = evaluate(path, kept, eval_args, reward=reward, detector=detector)
+        result = evaluate(
+            path, kept, eval_args, reward=reward, detector=detector, allow_pickle=script_args.allow_pickle_weights
+        )
         result["data"] = info
         results.append(result)
 

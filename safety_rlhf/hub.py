@@ -361,7 +361,7 @@ def merge_adapter(adapter_dir: str | os.PathLike, output_dir: str | os.PathLike)
         )
     try:
         # dtype="auto": the base's own dtype, so the merged model is the size of the base.
-        model = AutoPeftModelForCausalLM.from_pretrained(str(adapter_dir), dtype="auto")
+        model = AutoPeftModelForCausalLM.from_pretrained(str(adapter_dir), dtype="auto", use_safetensors=True)
     except (OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SafetyRLHFError(

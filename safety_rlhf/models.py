@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from peft import get_peft_model, prepare_model_for_kbit_training
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
@@ -20,6 +21,8 @@ from .prefix_cache import causal_lm_of, check_trainable_layers
 
 ADDED_PAD_TOKEN = "<|pad|>"
 ADAPTER_CONFIG = "adapter_config.json"
+# Weight files that `torch.load` unpickles, which can run arbitrary code; only safetensors load by default.
+PICKLE_WEIGHTS = ("pytorch_model", "adapter_model.bin", "tf_model", "flax_model")
 
 
 def local_model_path(name: str, what: str = "model") -> Path | None:
@@ -47,17 +50,62 @@ def adapter_base_model(folder: Path | None) -> str | None:
     return json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
 
 
-def _load(loader, name: str, what: str, **kwargs):
+def check_model_folder(folder: Path | None, what: str, trust_remote_code: bool, allow_pickle: bool = True) -> None:
+    """Refuse, before anything loads, a folder whose config names its own code (`auto_map`) unless
+    `trust_remote_code`, and one whose weights are pickle files only unless `allow_pickle`."""
+    if folder is None:
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        path = folder / name
+        if trust_remote_code or not path.is_file():
+            continue
+        try:
+            auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map")
+        except (ValueError, AttributeError) as err:
+            raise SafetyRLHFError(f"{what} {path} is not a JSON object ({err}); save the model again") from None
+        if auto_map:
+            code = ", ".join(sorted({str(v) for v in auto_map.values()}))
+            raise SafetyRLHFError(
+                f"{what} {folder} ships its own code ({name} auto_map: {code}); read that code, then pass "
+                "--trust_remote_code true to run it, or use a model that transformers supports natively"
+            )
+    pickles = sorted(p.name for p in folder.glob("*") if p.name.startswith(PICKLE_WEIGHTS))
+    if not allow_pickle and pickles and not any(folder.glob("*.safetensors")):
+        raise SafetyRLHFError(
+            f"{what} {folder} holds pickle weights only ({', '.join(pickles[:3])}), which can run code when loaded; "
+            "convert them to safetensors, or pass --allow_pickle_weights true if you trust the files"
+        )
+
+
+def weights_kwargs(allow_pickle: bool) -> dict:
+    """`from_pretrained` keywords: safetensors only, unless pickle weights are allowed (then safetensors first)."""
+    return {"use_safetensors": None if allow_pickle else True}
+
+
+def _load(loader, name: str, what: str, allow_pickle: bool | None = None, **kwargs):
+    """`loader(name, **kwargs)` with one-line errors; `allow_pickle` None loads no weights (tokenizers)."""
     if not name:
         raise SafetyRLHFError(f"no {what} given; set model_name_or_path to a local folder or a Hub id")
     local = local_model_path(name, what)
+    check_model_folder(local, what, kwargs.get("trust_remote_code", False), allow_pickle is not False)
+    if allow_pickle is not None:
+        kwargs.update(weights_kwargs(allow_pickle))
     try:
         return loader(str(local) if local else name, **kwargs)
-    except OSError as err:
+    except SafetensorError as err:
+        raise SafetyRLHFError(
+            f"{what} {name!r} has a truncated or damaged safetensors file ({err}); copy or save the model again"
+        ) from err
+    except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        hint = ""
+        if "trust_remote_code" in str(err):
+            hint = "; pass --trust_remote_code true if you trust its code"
+        elif "safetensors" in str(err) and not allow_pickle:
+            hint = "; only safetensors weights load unless --allow_pickle_weights true"
         raise SafetyRLHFError(
             f"could not load {what} {name!r} ({first}); check the local path or Hub id "
-            "(offline machines need a local copy)"
+            f"(offline machines need a local copy){hint}"
         ) from err
 
 
@@ -169,6 +217,7 @@ def load_policy(
     device_map=None,
     apply_peft: bool = True,
     trainable_layers: int | None = None,
+    allow_pickle: bool = False,
 ) -> PreTrainedModel:
     """The policy: base model (optionally 4-bit NF4 with double quantization) plus a trainable LoRA adapter.
 
@@ -182,6 +231,7 @@ def load_policy(
         AutoModelForCausalLM.from_pretrained,
         model_args.model_name_or_path,
         "policy model",
+        allow_pickle,
         revision=model_args.model_revision,
         dtype=torch_dtype(model_args),
         attn_implementation=model_args.attn_implementation,
@@ -276,12 +326,32 @@ class ValueModel(torch.nn.Module):
         )
 
 
+def check_same_tokenizer(path: str, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Refuse a value model whose folder holds a tokenizer that maps tokens to other ids than the policy's: the critic
+    reads the policy's token ids, and a vocabulary of the same size would hide the mismatch."""
+    local = local_model_path(path, "value model")
+    if local is None or not any((local / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        return
+    try:
+        theirs = AutoTokenizer.from_pretrained(str(local)).get_vocab()
+    except (OSError, ValueError):
+        return  # no usable tokenizer there: nothing to compare (the weights load, or fail, on their own)
+    ours = tokenizer.get_vocab()
+    differ = sum(ours.get(token) != index for token, index in theirs.items())
+    if differ:
+        raise SafetyRLHFError(
+            f"value model {path!r} uses another tokenizer than the policy ({differ} of its {len(theirs)} tokens have "
+            "other ids); use a value model of the policy's family, trained with the same tokenizer"
+        )
+
+
 def load_value_model(
     path: str,
     model_args: ModelConfig,
     tokenizer: PreTrainedTokenizerBase,
     gradient_checkpointing: bool = False,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> ValueModel:
     """Critic initialised from `path` (a causal LM or backbone that uses the policy's tokenizer)."""
     from transformers import AutoModel
@@ -294,11 +364,13 @@ def load_value_model(
         AutoModel.from_pretrained,
         path,
         "value model",
+        allow_pickle,
         dtype=torch_dtype(model_args),
         quantization_config=quantization_config,
         device_map=device_map,
         trust_remote_code=trust_remote_code,
     )
+    check_same_tokenizer(path, tokenizer)
     vocab = backbone.get_input_embeddings().num_embeddings
     if vocab < len(tokenizer):
         if quantization_config is not None:
@@ -355,7 +427,7 @@ def load_eval_tokenizer(path: str) -> PreTrainedTokenizerBase:
     return prepare_tokenizer(tokenizer, path)
 
 
-def load_model(path: str, dtype: str = "float32", device: str | None = None):
+def load_model(path: str, dtype: str = "float32", device: str | None = None, allow_pickle: bool = False):
     """Load a policy for evaluation: `(model, tokenizer)`, the model in eval mode on `device` (CUDA if available).
 
     A folder with `adapter_config.json` is a PEFT adapter (`peft.AutoPeftModelForCausalLM`, the base from its
@@ -368,14 +440,17 @@ def load_model(path: str, dtype: str = "float32", device: str | None = None):
     local = local_model_path(path)
     is_adapter = local is not None and (local / ADAPTER_CONFIG).is_file()
     dtype_ = dtype if dtype == "auto" else getattr(torch, dtype)
+    check_model_folder(local, "model", trust_remote_code=False, allow_pickle=allow_pickle)
     try:
         if is_adapter:
             from peft import AutoPeftModelForCausalLM
 
-            model = AutoPeftModelForCausalLM.from_pretrained(str(local), dtype=dtype_)
+            model = AutoPeftModelForCausalLM.from_pretrained(str(local), dtype=dtype_, **weights_kwargs(allow_pickle))
         else:
-            model = AutoModelForCausalLM.from_pretrained(str(local) if local else path, dtype=dtype_)
-    except (OSError, ValueError) as err:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(local) if local else path, dtype=dtype_, **weights_kwargs(allow_pickle)
+            )
+    except (OSError, ValueError, SafetensorError) as err:
         raise _load_error("PEFT adapter" if is_adapter else "model", path, err) from err
     if tokenizer.needs_resize or model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))

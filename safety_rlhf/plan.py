@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import SafetyRLHFError
+from .config import check_fields
 
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "auto": 2, None: 4}
@@ -113,6 +114,11 @@ def recipe_algorithm(argv: list[str]) -> str:
     if algorithm not in ("ppo", "grpo"):
         raise SafetyRLHFError(f"algorithm={algorithm!r} is not supported; use 'ppo' or 'grpo'")
     return algorithm
+
+    def __post_init__(self):
+        check_fields(self, positive=("gpu_memory_gib",), at_least_0=("reserve_fraction", "reserve_gib"))
+        if self.reserve_fraction >= 1:
+            raise SafetyRLHFError(f"reserve_fraction={self.reserve_fraction} must be below 1, e.g. 0.1")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -529,8 +535,6 @@ def render(plan: dict, plan_args: PlanArguments, suggestion: dict | None) -> str
 
 
 def main(script_args, ppo_args, model_args, plan_args: PlanArguments) -> dict:
-    if plan_args.gpu_memory_gib <= 0:
-        raise SafetyRLHFError(f"gpu_memory_gib={plan_args.gpu_memory_gib} must be positive, e.g. 24")
     from trl import GRPOConfig
 
     grpo = isinstance(ppo_args, GRPOConfig)

@@ -6,17 +6,17 @@ accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml -m saf
 """
 
 from . import SafetyRLHFError, data
-from .config import SafetyPPOConfig, ScriptArguments, check_output_dir, save_config
+from .config import SafetyPPOConfig, ScriptArguments, check_output_dir, move_previous_checkpoints, save_config
 from .models import load_policy, load_tokenizer, load_value_model
-from .trainer import SafetyPPOTrainer
+from .trainer import SafetyPPOTrainer, check_checkpoint, find_checkpoint
 
 
-def load_reward(path: str | None):
+def load_reward(path: str | None, trust_remote_code: bool = False, allow_pickle: bool = False):
     if not path:
         raise SafetyRLHFError("no reward model given; pass --reward_model_path (train one with `safety-rlhf reward`)")
     from reward.model import SafetyRewardModel
 
-    return SafetyRewardModel.from_pretrained(path)
+    return SafetyRewardModel.from_pretrained(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
 
 
 def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_args) -> SafetyPPOTrainer:
@@ -34,13 +34,16 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
     train_dataset, dropped = data.tokenize_prompts(prompts, tokenizer, script_args.max_prompt_length)
     if dropped:
         print(f"dropped {dropped} prompts longer than max_prompt_length={script_args.max_prompt_length} tokens")
-    reward_model = load_reward(training_args.reward_model_path)
+    reward_model = load_reward(
+        training_args.reward_model_path, training_args.trust_remote_code, script_args.allow_pickle_weights
+    )
     policy = load_policy(
         model_args,
         tokenizer,
         gradient_checkpointing=training_args.gradient_checkpointing,
         trust_remote_code=training_args.trust_remote_code,
         trainable_layers=training_args.trainable_layers,
+        allow_pickle=script_args.allow_pickle_weights,
     )
     value_model = load_value_model(
         training_args.value_model_path or model_args.model_name_or_path,
@@ -48,9 +51,17 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
         tokenizer,
         gradient_checkpointing=training_args.gradient_checkpointing,
         trust_remote_code=training_args.trust_remote_code,
+        allow_pickle=script_args.allow_pickle_weights,
     )
     trainer = SafetyPPOTrainer(training_args, tokenizer, policy, value_model, reward_model, train_dataset)
+    if resume:
+        check_checkpoint(
+            find_checkpoint(training_args.output_dir, resume), trainer.accelerator.unwrap_model(trainer.model)
+        )
+    # Every check passed: only now does the run write into output_dir.
     if trainer.accelerator.is_main_process:
+        if script_args.overwrite_output_dir and not resume:
+            move_previous_checkpoints(training_args.output_dir)
         save_config(
             training_args.output_dir, script_args=script_args, training_args=training_args, model_args=model_args
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from trl import SFTConfig, SFTTrainer, get_peft_config
 
 from . import SafetyRLHFError, data
-from .config import ScriptArguments, check_output_dir, save_config
+from .config import ScriptArguments, check_output_dir, check_training_fields, move_previous_checkpoints, save_config
 from .models import load_policy, load_tokenizer
 
 MERGED_DIR = "merged"
@@ -34,6 +34,10 @@ class SafetySFTConfig(SFTConfig):
         default=False, metadata={"help": "With LoRA, also write the merged model to output_dir/merged (PPO's start)."}
     )
 
+    def __post_init__(self):
+        check_training_fields(self)  # before TrainingArguments' own checks, which would fail later or not at all
+        super().__post_init__()
+
 
 def to_prompt_completion(row: dict) -> dict:
     messages = row["messages"]
@@ -47,6 +51,49 @@ def load_split(script_args: ScriptArguments, split: str):
         **data.source_options(script_args),
     )
     return dataset.map(to_prompt_completion, remove_columns=dataset.column_names)
+
+
+def resolve_checkpoint(trainer: SFTTrainer, resume: str) -> str:
+    """The checkpoint folder `resume` names (`latest`: the newest `checkpoint-N` of `output_dir`), checked before the
+    run writes anything: it exists, its weights file is whole, and its tensors have the names and shapes of the
+    model's (a full model, or under LoRA the adapter)."""
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors import SafetensorError, safe_open
+    from transformers.trainer_utils import get_last_checkpoint
+
+    output_dir = trainer.args.output_dir
+    if resume == "latest":
+        found = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if found is None:
+            raise SafetyRLHFError(f"resume_from_checkpoint=latest but {output_dir} holds no checkpoint-N folder")
+        resume = found
+    path = Path(resume)
+    lora = isinstance(trainer.model, PeftModel)
+    weights = path / ("adapter_model.safetensors" if lora else "model.safetensors")
+    if not (path / "trainer_state.json").is_file() or not weights.is_file():
+        raise SafetyRLHFError(
+            f"resume_from_checkpoint {path} holds no trainer_state.json and {weights.name}; pass a checkpoint-N folder "
+            "this recipe wrote (with or without LoRA as now)"
+        )
+    try:
+        with safe_open(str(weights), "pt") as f:
+            saved = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except SafetensorError as err:
+        raise SafetyRLHFError(
+            f"checkpoint {weights} is truncated or damaged ({err}); resume from another one"
+        ) from None
+    ours = get_peft_model_state_dict(trainer.model) if lora else trainer.model.state_dict()
+    ours = {name: tuple(value.shape) for name, value in ours.items()}
+    unknown = sorted(saved.keys() - ours.keys())
+    reshaped = sorted(name for name in saved.keys() & ours.keys() if saved[name] != ours[name])
+    if unknown or reshaped or not saved:
+        name = (reshaped or unknown or ["(none)"])[0]
+        detail = f"{name} has shape {list(saved[name])} there, {list(ours[name])} here" if reshaped else f"{name}"
+        raise SafetyRLHFError(
+            f"checkpoint {path} was written for another model or LoRA setting ({detail}); resume with the recipe that "
+            "wrote it, or start a new run in another --output_dir"
+        )
+    return str(path)
 
 
 def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> SFTTrainer:
@@ -71,6 +118,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> 
         gradient_checkpointing=training_args.gradient_checkpointing,
         trust_remote_code=training_args.trust_remote_code,
         apply_peft=False,
+        allow_pickle=script_args.allow_pickle_weights,
     )
     trainer = SFTTrainer(
         model=model,
@@ -80,8 +128,14 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> 
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
+    resume = training_args.resume_from_checkpoint
+    if resume:
+        resume = resolve_checkpoint(trainer, resume)
+    # Every check passed: only now does the run write into output_dir.
+    if script_args.overwrite_output_dir and not resume:
+        move_previous_checkpoints(training_args.output_dir)
     save_config(training_args.output_dir, script_args=script_args, training_args=training_args, model_args=model_args)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     tokenizer.save_pretrained(training_args.output_dir)
     if merge and trainer.accelerator.is_main_process:

@@ -44,7 +44,7 @@ from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import disable_dropout_in_model
 
 from . import SafetyRLHFError, ppo_core, prefix_cache, rollout
-from .config import SafetyPPOConfig
+from .config import SafetyPPOConfig, to_dict
 
 METRICS_FILE = "metrics.jsonl"
 STATE_FILE = "trainer_state.pt"
@@ -135,6 +135,36 @@ def find_checkpoint(output_dir, resume_from_checkpoint: str) -> Path:
             "without --resume_from_checkpoint"
         )
     return found[-1]
+
+
+def check_checkpoint(path: Path, model: torch.nn.Module) -> None:
+    """Fail, before a resumed run writes anything, on a checkpoint that cannot resume `model` (the unwrapped policy
+    and critic): a state file that does not load, or trainable parameters of other names or shapes than `model`'s
+    (another model, LoRA rank or target modules). The state loads with `weights_only`: nothing in it is unpickled."""
+    try:
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        saved = {name: tuple(value.shape) for name, value in state["trainable"].items()}
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError, KeyError, TypeError, AttributeError) as err:
+        reason = " ".join(str(err).split())[:160] or type(err).__name__
+        raise SafetyRLHFError(
+            f"checkpoint {path} is incomplete or damaged ({type(err).__name__}: {reason}); resume from another "
+            "checkpoint-N or start a new run"
+        ) from None
+    ours = {name: tuple(p.shape) for name, p in model.named_parameters() if p.requires_grad}
+    reshaped = sorted(name for name in ours.keys() & saved.keys() if ours[name] != saved[name])
+    missing, unexpected = sorted(ours.keys() - saved.keys()), sorted(saved.keys() - ours.keys())
+    if reshaped:
+        detail = f"{reshaped[0]} has shape {list(saved[reshaped[0]])} there, {list(ours[reshaped[0]])} here"
+    elif missing or unexpected:
+        detail = (
+            f"{len(missing)} trainable tensors missing, {len(unexpected)} unknown, e.g. {(missing or unexpected)[0]}"
+        )
+    else:
+        return
+    raise SafetyRLHFError(
+        f"checkpoint {path} was written for another model or LoRA setting ({detail}); resume with the recipe that "
+        "wrote it, or start a new run in another --output_dir"
+    )
 
 
 def sorted_checkpoints(output_dir) -> list[Path]:
@@ -291,8 +321,9 @@ class SafetyPPOTrainer:
             if not resume_from_checkpoint:
                 # A new run (into a new folder, or one the user asked to overwrite) starts its own metrics file.
                 (Path(args.output_dir) / METRICS_FILE).unlink(missing_ok=True)
-        acc.init_trackers(
-            "safety-rlhf-ppo", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        acc.init_trackers(  # `to_dict` masks credentials (`hub_token`): trackers upload their config
+            "safety-rlhf-ppo",
+            config={k: v for k, v in to_dict(args).items() if isinstance(v, (int, float, str, bool))},
         )
         history = []
         start_time, start_update = time.time(), self.update

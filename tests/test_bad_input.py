@@ -1,0 +1,378 @@
+"""Bad input, end to end: every row of the README's "Bad input" table through the CLI, in-process.
+
+Each case must end with exit status 2 and ONE stderr line `safety-rlhf <verb>: error: ...` naming the value, no
+traceback, and the previous run's files in `output_dir` byte for byte as they were (hashed before and after).
+PPO cases run the tiny models with one cheap update, and most fail before training.
+
+Two rows of the table are trainer-level (a reward callable is no CLI input) and are covered in `test_trainer.py`:
+`test_nonfinite_rewards_skip_updates_then_abort` (NaN rewards) and `test_reward_of_the_wrong_shape_fails_clearly`.
+"""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from safety_rlhf.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PPO_RECIPE = str(ROOT / "recipes" / "tiny" / "ppo.yaml")
+CHEAP = ["--max_steps", "1", "--response_length", "4", "--per_device_train_batch_size", "2",
+         "--gradient_accumulation_steps", "1", "--num_mini_batches", "1", "--num_ppo_epochs", "1",
+         "--sample_completions", "0", "--max_samples", "4"]  # fmt: skip
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file and folder under `folder`: its hash (a folder: "dir")."""
+    if not folder.exists():
+        return {}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def previous_run(folder: Path) -> Path:
+    """A folder holding a previous run's files, which no failed start may change."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text("previous: run\n")
+    (folder / "model.safetensors").write_bytes(b"previous weights")
+    (folder / "metrics.jsonl").write_text('{"step": 1}\n')
+    return folder
+
+
+def fails(capsys, verb: str, *argv, names: str, out: Path | None = None) -> str:
+    """Run `safety-rlhf verb argv` and check the failure contract; returns the error line."""
+    before = tree(out) if out else None
+    code = main([verb, *map(str, argv)])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err[-3000:]
+    assert len(lines) == 1, captured.err[-3000:]
+    assert lines[0].startswith(f"safety-rlhf {verb}: error: "), lines[0]
+    assert names in lines[0], lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    if out is not None:
+        assert tree(out) == before, "a failed start changed the previous run's files"
+    return lines[0]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_progress_bars():
+    """Progress bars of `datasets` and `transformers` write to stderr too; the error must be the only line there."""
+    import datasets
+    from transformers.utils import logging
+
+    datasets.disable_progress_bars()
+    logging.disable_progress_bar()
+    yield
+    datasets.enable_progress_bars()
+    logging.enable_progress_bar()
+
+
+@pytest.fixture
+def prev(tmp_path):
+    return previous_run(tmp_path / "prev")
+
+
+def ppo(tiny_models, out, *extra, policy=None, overwrite=True):
+    return [
+        "--config", PPO_RECIPE, "--model_name_or_path", policy or tiny_models["policy"],
+        "--reward_model_path", tiny_models["classifier"], "--output_dir", out,
+        "--overwrite_output_dir", str(overwrite).lower(), *CHEAP, *extra,
+    ]  # fmt: skip
+
+
+def sft(tiny_models, out, *extra, overwrite=True):
+    return [
+        "--model_name_or_path", tiny_models["policy"], "--dtype", "float32", "--output_dir", out, "--use_cpu", "true",
+        "--bf16", "false", "--report_to", "none", "--max_steps", "1", "--per_device_train_batch_size", "2",
+        "--max_samples", "4", "--overwrite_output_dir", str(overwrite).lower(), *extra,
+    ]  # fmt: skip
+
+
+def copy_model(src: Path, dst: Path) -> Path:
+    return Path(shutil.copytree(src, dst))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Values out of range: every field is checked once, in the configs' __post_init__.
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "names"),
+    [
+        ("--max_samples", "-3", "max_samples=-3 must be at least 1"),
+        ("--max_prompt_length", "0", "max_prompt_length=0"),
+        ("--kl_coef", "-0.5", "kl_coef=-0.5 must be 0 or more"),
+        ("--cliprange", "5", "cliprange=5.0 must be in (0, 1]"),
+        ("--top_p", "2", "top_p=2.0 must be in (0, 1]"),
+        ("--temperature", "0", "temperature=0.0 must be positive"),
+        ("--gradient_accumulation_steps", "0", "gradient_accumulation_steps=0 must be at least 1"),
+        ("--learning_rate", "nan", "learning_rate=nan must be a finite number"),
+        ("--gamma", "1.5", "gamma=1.5 must be in (0, 1]"),
+        ("--lam", "2", "lam=2.0 must be in [0, 1]"),
+        ("--response_length", "0", "response_length=0 must be at least 1"),
+        ("--vf_coef", "-1", "vf_coef=-1.0 must be 0 or more"),
+        ("--num_mini_batches", "3", "not divisible by num_mini_batches=3"),
+        ("--kl_estimator", "k2", "kl_estimator='k2'"),
+    ],
+)
+def test_ppo_value_out_of_range(tiny_models, prev, capsys, option, value, names):
+    fails(capsys, "ppo", *ppo(tiny_models, prev, option, value), names=names, out=prev)
+
+
+def test_negative_sft_batch_size_leaves_no_stray_config(tiny_models, tmp_path, capsys):
+    out = tmp_path / "new"
+    fails(capsys, "sft", *sft(tiny_models, out, "--per_device_train_batch_size", "-1"),
+          names="per_device_train_batch_size=-1 must be at least 1")  # fmt: skip
+    assert not out.exists()  # nothing blocks the corrected rerun
+
+
+def test_reward_learning_rate_negative(prev, capsys):
+    fails(capsys, "reward", "--output_dir", prev, "--overwrite_output_dir", "true", "--learning_rate", "-1",
+          names="learning_rate=-1.0 must be 0 or more", out=prev)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "names"),
+    [
+        ("--gpu_memory_gib", "nan", "gpu_memory_gib=nan must be a finite number"),
+        ("--gpu_memory_gib", "inf", "gpu_memory_gib=inf must be a finite number"),
+        ("--gpu_memory_gib", "0", "gpu_memory_gib=0.0 must be positive"),
+        ("--reserve_fraction", "1.5", "reserve_fraction=1.5 must be below 1"),
+    ],
+)
+def test_plan_value_out_of_range(capsys, option, value, names):
+    fails(capsys, "plan", "--config", "recipes/qwen2.5-0.5b-instruct/ppo.yaml", option, value, names=names)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The recipe itself
+
+
+def test_unknown_yaml_key_names_the_nearest(tmp_path, prev, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"learning_rat": 0.1, "output_dir": str(prev)}))
+    fails(capsys, "ppo", "--config", recipe,
+          names=f"unknown key 'learning_rat' in {recipe}; did you mean 'learning_rate'?", out=prev)  # fmt: skip
+
+
+def test_unknown_option_names_the_nearest(prev, capsys):
+    fails(capsys, "sft", "--output_dir", prev, "--bf16", "true", "--learnin_rate", "3",
+          names="unknown key 'learnin_rate' on the command line; did you mean 'learning_rate'?", out=prev)  # fmt: skip
+
+
+def test_yaml_syntax_error(tmp_path, prev, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"output_dir: {prev}\nlearning_rate: [1, 2\n")
+    fails(capsys, "ppo", "--config", recipe, names=f"{recipe} is not valid YAML", out=prev)
+
+
+def test_missing_recipe_file(tmp_path, capsys):
+    fails(capsys, "ppo", "--config", tmp_path / "nope.yaml", names="nope.yaml")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+
+
+@pytest.mark.parametrize(
+    ("content", "names"),
+    [
+        (b'{"prompt": "hi there", "label": "benign"}\n{"prompt": "caf\xe9", "label": "benign"}\n',
+         "prompts.jsonl line 2: byte b'\\xe9' is not UTF-8"),
+        (b'{"prompt": 5, "label": "benign"}\n', "prompts.jsonl line 1: prompt is not text (got int 5)"),
+        (b'{"prompt": "hi", "label": "benign", "category": 3}\n', "line 1: category is not text (got int 3)"),
+        (b'{"prompt": "hi", "label": "benign", "split": 1}\n', "line 1: split is not text (got int 1)"),
+        (b'{"prompt": "   ", "label": "benign"}\n', "line 1: empty prompt"),
+        (b'{"prompt": "hi", "label": "benign"}\n{oops\n', "line 2: invalid JSON"),
+        (b'{"prompt": "hi", "label": "toxic"}\n', "line 1: unknown label 'toxic'"),
+        (b'{"text": "hi"}\n', "line 1: missing column(s) prompt, label"),
+        (b"", "prompts.jsonl: no usable rows"),
+    ],
+)  # fmt: skip
+def test_bad_prompt_file(tiny_models, tmp_path, prev, capsys, content, names):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_bytes(content)
+    fails(capsys, "ppo", *ppo(tiny_models, prev, "--dataset_name", prompts), names=names, out=prev)
+
+
+def test_no_prompt_fits_max_prompt_length(tiny_models, prev, capsys):
+    fails(capsys, "ppo", *ppo(tiny_models, prev, "--max_prompt_length", "2"),
+          names="longer than max_prompt_length=2", out=prev)  # fmt: skip
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path, capsys):
+    prompts = tmp_path / "bom.jsonl"
+    prompts.write_bytes(b'\xef\xbb\xbf{"prompt": "hi there", "label": "benign"}\n')
+    assert main(["data", "--dataset_name", str(prompts)]) == 0, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models
+
+
+def test_missing_model_path(tiny_models, tmp_path, prev, capsys):
+    fails(capsys, "ppo", *ppo(tiny_models, prev, policy=tmp_path / "no-model"), names="does not exist", out=prev)
+
+
+def test_truncated_safetensors(tiny_models, tmp_path, prev, capsys):
+    model = copy_model(tiny_models["policy"], tmp_path / "model")
+    (model / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes()[:2000])
+    fails(capsys, "ppo", *ppo(tiny_models, prev, policy=model),
+          names="has a truncated or damaged safetensors file", out=prev)  # fmt: skip
+
+
+def test_pickle_weights_need_the_flag(tiny_models, tmp_path, prev, capsys):
+    model = copy_model(tiny_models["policy"], tmp_path / "model")
+    torch.save(load_file(model / "model.safetensors"), model / "pytorch_model.bin")
+    (model / "model.safetensors").unlink()
+    fails(capsys, "ppo", *ppo(tiny_models, prev, policy=model), names="--allow_pickle_weights true", out=prev)
+
+
+def test_remote_code_needs_the_flag(tiny_models, tmp_path, prev, capsys):
+    model = copy_model(tiny_models["policy"], tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}
+    (model / "config.json").write_text(json.dumps(config))
+    err = fails(capsys, "ppo", *ppo(tiny_models, prev, policy=model), names="--trust_remote_code true", out=prev)
+    assert "modeling_custom.CustomForCausalLM" in err
+
+
+def test_reward_model_that_is_a_causal_lm(tiny_models, prev, capsys):
+    fails(capsys, "ppo", *ppo(tiny_models, prev, "--reward_model_path", tiny_models["policy"]),
+          names="has no sequence-classification head", out=prev)  # fmt: skip
+
+
+def test_no_reward_model(tiny_models, prev, capsys):
+    fails(capsys, "ppo", *ppo(tiny_models, prev, "--reward_model_path", ""), names="no reward model given", out=prev)
+
+
+def test_value_model_with_another_tokenizer_of_the_same_size(tiny_models, tmp_path, prev, capsys):
+    value = copy_model(tiny_models["policy"], tmp_path / "value")
+    tok = json.loads((value / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    a, b = list(vocab)[100], list(vocab)[200]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (value / "tokenizer.json").write_text(json.dumps(tok))
+    fails(capsys, "ppo", *ppo(tiny_models, prev, "--value_model_path", value),
+          names="uses another tokenizer than the policy (2 of its", out=prev)  # fmt: skip
+
+
+def test_gguf_that_is_not_one(tmp_path, capsys):
+    text = tmp_path / "model.gguf"
+    text.write_text("hello, I am a text file\n")
+    fails(capsys, "import-gguf", "--gguf_file", text, "--output_dir", tmp_path / "out", names="is not a GGUF file")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Output folders and resuming: a failed start writes nothing, config.yaml included.
+
+
+def test_output_dir_holding_a_run(tiny_models, prev, capsys):
+    fails(capsys, "ppo", *ppo(tiny_models, prev, overwrite=False), names="already holds a previous run", out=prev)
+
+
+def test_output_dir_that_is_a_file(tiny_models, tmp_path, capsys):
+    file = tmp_path / "file"
+    file.write_text("x")
+    fails(capsys, "sft", *sft(tiny_models, file), names="is a file")
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tiny_models, tmp_path_factory):
+    """A finished tiny PPO run with LoRA r=8 and its checkpoint-1 (the last update writes no checkpoint)."""
+    out = tmp_path_factory.mktemp("ppo") / "run"
+    argv = ppo(tiny_models, out, "--use_peft", "true", "--lora_r", "8", "--save_steps", "1", "--max_steps", "2",
+               overwrite=False)  # fmt: skip
+    assert main(["ppo", *map(str, argv)]) == 0
+    assert (out / "checkpoint-1" / "trainer_state.pt").is_file()
+    return out
+
+
+@pytest.fixture
+def ppo_copy(ppo_run, tmp_path):
+    return Path(shutil.copytree(ppo_run, tmp_path / "run"))
+
+
+def resume_ppo(tiny_models, out, checkpoint, *extra):
+    return ppo(tiny_models, out, "--use_peft", "true", "--resume_from_checkpoint", checkpoint, *extra, overwrite=False)
+
+
+def test_ppo_resume_from_a_missing_checkpoint(tiny_models, ppo_copy, capsys):
+    fails(capsys, "ppo", *resume_ppo(tiny_models, ppo_copy, ppo_copy / "checkpoint-9", "--lora_r", "8"),
+          names="checkpoint-9 holds no trainer_state.pt", out=ppo_copy)  # fmt: skip
+
+
+def test_ppo_resume_latest_without_checkpoints(tiny_models, prev, capsys):
+    fails(capsys, "ppo", *resume_ppo(tiny_models, prev, "latest"), names="checkpoint-N folder", out=prev)
+
+
+def test_ppo_resume_from_another_lora_rank(tiny_models, ppo_copy, capsys):
+    err = fails(capsys, "ppo", *resume_ppo(tiny_models, ppo_copy, "latest", "--lora_r", "4"),
+                names="was written for another model or LoRA setting", out=ppo_copy)  # fmt: skip
+    assert "lora" in err and " there, " in err and " here" in err
+
+
+def test_ppo_resume_without_lora_from_a_lora_checkpoint(tiny_models, ppo_copy, capsys):
+    argv = ppo(tiny_models, ppo_copy, "--resume_from_checkpoint", "latest", overwrite=False)
+    fails(capsys, "ppo", *argv, names="was written for another model or LoRA setting", out=ppo_copy)
+
+
+def test_ppo_resume_from_a_damaged_state_file(tiny_models, ppo_copy, capsys):
+    state = ppo_copy / "checkpoint-1" / "trainer_state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    fails(capsys, "ppo", *resume_ppo(tiny_models, ppo_copy, "latest", "--lora_r", "8"),
+          names="checkpoint-1 is incomplete or damaged", out=ppo_copy)  # fmt: skip
+
+
+def test_ppo_resume_from_its_own_checkpoint_passes_the_check(tiny_models, ppo_copy, capsys):
+    argv = resume_ppo(tiny_models, ppo_copy, "latest", "--lora_r", "8", "--max_steps", "2", "--save_steps", "0")
+    assert main(["ppo", *map(str, argv)]) == 0, capsys.readouterr().err[-3000:]
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_models, tmp_path_factory):
+    """A tiny SFT run with LoRA r=8 and its checkpoint-1."""
+    out = tmp_path_factory.mktemp("sft") / "run"
+    argv = sft(tiny_models, out, "--use_peft", "true", "--lora_r", "8", "--save_steps", "1", overwrite=False)
+    assert main(["sft", *map(str, argv)]) == 0
+    assert (out / "checkpoint-1" / "adapter_model.safetensors").is_file()
+    return out
+
+
+def test_sft_resume_latest_without_checkpoints(tiny_models, prev, capsys):
+    fails(capsys, "sft", *sft(tiny_models, prev, "--resume_from_checkpoint", "latest", overwrite=False),
+          names="checkpoint-N folder", out=prev)  # fmt: skip
+
+
+def test_sft_resume_from_a_missing_checkpoint(tiny_models, prev, capsys):
+    fails(capsys, "sft", *sft(tiny_models, prev, "--resume_from_checkpoint", prev / "checkpoint-3", overwrite=False),
+          names="checkpoint-3 holds no trainer_state.json", out=prev)  # fmt: skip
+
+
+def test_sft_resume_from_another_lora_rank(tiny_models, sft_run, tmp_path, capsys):
+    out = Path(shutil.copytree(sft_run, tmp_path / "run"))
+    argv = sft(tiny_models, out, "--use_peft", "true", "--lora_r", "4", "--resume_from_checkpoint", "latest",
+               overwrite=False)  # fmt: skip
+    fails(capsys, "sft", *argv, names="was written for another model or LoRA setting", out=out)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Overwriting: the previous run's checkpoints are moved aside, never deleted.
+
+
+def test_overwrite_moves_the_previous_checkpoints_aside(tiny_models, ppo_copy, capsys):
+    old = tree(ppo_copy / "checkpoint-1")
+    assert main(["ppo", *map(str, ppo(tiny_models, ppo_copy))]) == 0, capsys.readouterr().err[-3000:]
+    (aside,) = ppo_copy.glob("previous-run-*")
+    assert tree(aside / "checkpoint-1") == old
+    assert not list(ppo_copy.glob("checkpoint-*"))
+    assert f"into {aside}" in capsys.readouterr().out
