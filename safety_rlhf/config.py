@@ -338,9 +338,9 @@ class SafetyPPOConfig(TrainingArguments):
             ),
             at_least_0=(
                 "missing_eos_penalty", "refusal_reward", "kl_coef", "vf_coef", "ent_coef", "lam", "sample_completions",
-                "stop_token_id",
+                "stop_token_id", "value_learning_rate",
             ),
-            positive=("temperature", "reward_clip", "kl_target", "cliprange_value", "value_learning_rate"),
+            positive=("temperature", "reward_clip", "kl_target", "cliprange_value"),
             probability=("top_p", "gamma", "cliprange"),
         )  # fmt: skip
         if self.lam > 1:

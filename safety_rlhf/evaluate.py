@@ -35,7 +35,7 @@ from types import SimpleNamespace
 import torch
 
 from . import SafetyRLHFError, rollout
-from .config import ScriptArguments, check_output_dir, save_config
+from .config import ScriptArguments, check_fields, check_output_dir, save_config
 from .models import DTYPES, load_eval_tokenizer, load_model, local_model_path
 from .report import (
     EVAL_FILE,
@@ -119,6 +119,7 @@ class EvalArguments:
     )
 
     def __post_init__(self):
+        check_fields(self)  # every float finite
         if self.max_new_tokens < 1:
             raise SafetyRLHFError(f"max_new_tokens={self.max_new_tokens} must be at least 1")
         if self.temperature < 0:

@@ -152,6 +152,11 @@ def test_plan_value_out_of_range(capsys, option, value, names):
     fails(capsys, "plan", "--config", "recipes/qwen2.5-0.5b-instruct/ppo.yaml", option, value, names=names)
 
 
+def test_eval_temperature_nan(tiny_models, prev, capsys):
+    fails(capsys, "eval", "--model_name_or_path", tiny_models["policy"], "--output_dir", prev, "--temperature", "nan",
+          names="temperature=nan must be a finite number", out=prev)  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The recipe itself
 
