@@ -42,8 +42,8 @@ class ScriptArguments:
         max_samples (`int` or `None`, *optional*, defaults to `None`):
             Keep only the first rows of each split (quick runs).
         overwrite_output_dir (`bool`, *optional*, defaults to `False`):
-            Allow writing into an `output_dir` that already holds a run; its `checkpoint-*` folders are moved into
-            `previous-run-<time>/` so a later `--resume_from_checkpoint latest` cannot pick them.
+            Allow writing into an `output_dir` that already holds a run; its `checkpoint-*` folders and metrics are
+            moved into `previous-run-<time>/`, so a later `--resume_from_checkpoint latest` cannot pick them.
         allow_pickle_weights (`bool`, *optional*, defaults to `False`):
             Also load weights stored as pickle files (`pytorch_model.bin`), which can run code when loaded; by
             default only safetensors files load.
@@ -69,7 +69,7 @@ class ScriptArguments:
 # Checks every configuration runs in `__post_init__`, so a bad value fails before anything is loaded or written.
 
 
-def check_fields(args, at_least_1=(), at_least_0=(), positive=(), probability=(), finite=()) -> None:
+def check_fields(args, at_least_1=(), at_least_0=(), positive=(), probability=()) -> None:
     """Fail naming the first field out of its range; `None` passes (it means "not set"), and every float must be
     finite. `probability` is (0, 1]."""
     for name, value in vars(args).items():
@@ -152,7 +152,7 @@ def move_previous_checkpoints(output_dir: str | os.PathLike) -> Path | None:
     if not old:
         return None
     aside = out / f"previous-run-{datetime.now():%Y%m%d-%H%M%S}"
-    aside.mkdir()
+    aside.mkdir(exist_ok=True)
     for path in old:
         shutil.move(str(path), aside / path.name)
     print(f"moved the previous run's {', '.join(p.name for p in old)} into {aside}")
