@@ -90,6 +90,11 @@ class PlanArguments:
         default=None, metadata={"help": "`ppo` or `grpo`; None: grpo when the recipe sets num_generations."}
     )
 
+    def __post_init__(self):
+        check_fields(self, positive=("gpu_memory_gib",), at_least_0=("reserve_fraction", "reserve_gib"))
+        if self.reserve_fraction >= 1:
+            raise SafetyRLHFError(f"reserve_fraction={self.reserve_fraction} must be below 1, e.g. 0.1")
+
 
 def recipe_algorithm(argv: list[str]) -> str:
     """`grpo` or `ppo`: `--algorithm` (command line or recipe) if given, else `grpo` when the recipe or the command
@@ -114,11 +119,6 @@ def recipe_algorithm(argv: list[str]) -> str:
     if algorithm not in ("ppo", "grpo"):
         raise SafetyRLHFError(f"algorithm={algorithm!r} is not supported; use 'ppo' or 'grpo'")
     return algorithm
-
-    def __post_init__(self):
-        check_fields(self, positive=("gpu_memory_gib",), at_least_0=("reserve_fraction", "reserve_gib"))
-        if self.reserve_fraction >= 1:
-            raise SafetyRLHFError(f"reserve_fraction={self.reserve_fraction} must be below 1, e.g. 0.1")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

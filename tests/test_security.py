@@ -51,7 +51,8 @@ def test_no_code_turns_on_trust_remote_code():
     literal = [str(p) for p in sources if re.search(r"trust_remote_code\s*=\s*True", p.read_text())]
     assert literal == []
     from reward.train import SafetyRewardConfig
-    from safety_rlhf.config import SafetyPPOConfig, SafetySFTConfig
+    from safety_rlhf.config import SafetyPPOConfig
+    from safety_rlhf.sft import SafetySFTConfig
 
     for config in (SafetyPPOConfig, SafetySFTConfig, SafetyRewardConfig):
         assert {f.name: f.default for f in dataclasses.fields(config)}["trust_remote_code"] is False, config
