@@ -714,7 +714,8 @@ class SafetyPPOTrainer:
         acc.wait_for_everyone()
         rng = {
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            # as plain lists, so that the file loads with weights_only (torch's loader that unpickles no object)
+            "numpy": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()],
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -760,7 +761,7 @@ class SafetyPPOTrainer:
     def load_checkpoint(self, path: Path) -> None:
         acc = self.accelerator
         try:
-            state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+            state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
         except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
             earlier = [
                 p for p in sorted_checkpoints(path.parent) if p.name != path.name and (p / STATE_FILE).is_file()
@@ -798,9 +799,10 @@ class SafetyPPOTrainer:
         self.nonfinite_streak = state["nonfinite_streak"]
         rng_file = path / f"rng_state_{acc.process_index}.pth"
         if rng_file.is_file():
-            rng = torch.load(rng_file, weights_only=False)
+            rng = torch.load(rng_file, weights_only=True)
             random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
+            name, keys, *rest = rng["numpy"]
+            np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
             torch.set_rng_state(rng["torch"])
             if rng["cuda"] is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
