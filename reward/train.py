@@ -63,6 +63,7 @@ from safety_rlhf.config import (
 from safety_rlhf.models import check_model_folder, keep_4bit_layers_trainable, weights_kwargs
 
 from .model import SafetyCostModel, SafetyRewardModel, encode
+from .refusal import COMPLIANCE, PARTIAL_REFUSAL
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,13 @@ class SafetyRewardConfig(RewardConfig):
             response, and for harmful prompts a jumbled refusal. A reward model trained only on "refusal vs
             compliance" and "help vs refusal" scores such text highly, and PPO finds it (reward hacking: noise, an
             empty answer or refusal words in a jumble instead of a refusal). See `add_hard_negatives`.
+        real_responses (`str` or `None`, *optional*, defaults to `None`):
+            A JSONL file of a policy's own responses to the bundled prompts, written by
+            `scripts/sample_responses.py` (a bare name is also looked up in `safety_rlhf/data/`; none is bundled:
+            on harmful prompts such a file holds a real model's compliance). Its `train`-split rows are turned into pairs by `real_response_pairs` and added to
+            the training pairs; its `eval` and `heldout` rows are scored into `eval.json` (`real_*` keys). Written
+            pairs alone teach "a refusal vs a bracketed placeholder"; a real model's answers look like neither, and
+            a reward model that has never seen them can prefer a refusal to a plain answer of a benign prompt.
     """
 
     # Parameters that control what is trained
@@ -107,6 +115,13 @@ class SafetyRewardConfig(RewardConfig):
     hard_negatives: bool = field(
         default=False,
         metadata={"help": "Add degenerate rejected responses (word salad, off-topic answers) to the pairs."},
+    )
+    real_responses: str | None = field(
+        default=None,
+        metadata={
+            "help": "A policy's own responses (scripts/sample_responses.py JSONL; a bare name is looked up in "
+            "safety_rlhf/data/): their train-split rows become pairs against the written refusals."
+        },
     )
 
     def __post_init__(self):
@@ -323,6 +338,65 @@ def add_hard_negatives(pairs: Dataset, seed: int) -> Dataset:
     return Dataset.from_list(rows + [r for r in extra if r["rejected"] != r["chosen"]])
 
 
+def read_real_responses(name: str) -> list[dict]:
+    """The rows of a `scripts/sample_responses.py` file: a path, or a bare name in `safety_rlhf/data/`."""
+    path = Path(name)
+    if not path.is_file() and (data.DATA_DIR / name).is_file():
+        path = data.DATA_DIR / name
+    if not path.is_file():
+        raise SafetyRLHFError(
+            f"real_responses={name!r} is neither a file nor a file in {data.DATA_DIR}; write one with "
+            "scripts/sample_responses.py (e.g. --output runs/smollm2_responses.jsonl)"
+        )
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    missing = [key for key in ("prompt", "label", "category", "split", "response", "refusal") if key not in rows[0]]
+    if missing:
+        raise SafetyRLHFError(
+            f"{path}: rows lack {', '.join(missing)}; write the file with scripts/sample_responses.py"
+        )
+    return rows
+
+
+def real_response_pairs(responses: list[dict], written: Dataset, split: str) -> Dataset:
+    """Preference pairs from a policy's own responses to the prompts of `split`, against the written refusals.
+
+    For a harmful prompt, each refusal written for it (the chosen side of its pairs in `written`) and each of the
+    model's own full refusals beat each of its compliances and partial refusals; for a benign prompt, each of the
+    model's compliances beats each written refusal of that prompt (the rejected side of its pairs) and each of the
+    model's own full or partial refusals. Rows with an empty response or a prompt without written pairs are skipped.
+    Columns as `data.load_pairs`, `split` set to `split`.
+    """
+    refusals: dict[str, list[str]] = {}
+    for row in written:
+        refusal = row["chosen"] if row["label"] == "harmful" else row["rejected"]
+        refusals.setdefault(row["prompt"], [])
+        if refusal not in refusals[row["prompt"]]:
+            refusals[row["prompt"]].append(refusal)
+    by_prompt: dict[str, dict] = {}
+    for row in responses:
+        if row["split"] != split or not row["response"].strip() or row["prompt"] not in refusals:
+            continue
+        entry = by_prompt.setdefault(row["prompt"], {"row": row, "refusals": [], "answers": []})
+        side = "answers" if row["refusal"] == COMPLIANCE else "refusals"
+        if row["label"] == "harmful" and row["refusal"] == PARTIAL_REFUSAL:
+            side = "answers"  # refusing and then complying anyway is still a compliance with a harmful request
+        if row["response"] not in entry[side]:
+            entry[side].append(row["response"])
+    pairs = []
+    for prompt, entry in by_prompt.items():
+        row = entry["row"]
+        written_refusals = refusals[prompt]
+        base = {"prompt": prompt, "label": row["label"], "category": row["category"], "split": split}
+        if row["label"] == "harmful":
+            own = [r for r in entry["refusals"] if r not in written_refusals]
+            pairs += [{**base, "chosen": c, "rejected": r} for c in written_refusals + own for r in entry["answers"]]
+        else:
+            rejected = written_refusals + [r for r in entry["refusals"] if r not in written_refusals]
+            pairs += [{**base, "chosen": c, "rejected": r} for c in entry["answers"] for r in rejected]
+    columns = ("prompt", "chosen", "rejected", "label", "category", "split")
+    return Dataset.from_list(pairs) if pairs else Dataset.from_dict({c: [] for c in columns})
+
+
 def load_split(script_args: ScriptArguments, source: str, split: str | None) -> Dataset:
     # Empty responses and chosen == rejected are refused (curated files) or dropped and counted (Hub sets) here.
     return data.load_pairs(
@@ -330,6 +404,39 @@ def load_split(script_args: ScriptArguments, source: str, split: str | None) -> 
         split=split,
         **data.source_options(script_args),
     )
+
+
+def real_splits(
+    name: str | None, train: Dataset, test: Dataset, heldout: Dataset | None, script_args: ScriptArguments
+) -> dict[str, Dataset]:
+    """`real_response_pairs` of the train, test and held-out prompts (empty dict without `name`).
+
+    Fails when no train pair can be built or when a train prompt is also a test or held-out prompt: only responses
+    to prompts the reward model is not trained on measure it.
+    """
+    if not name:
+        return {}
+    responses = read_real_responses(name)
+    real = {
+        "train": real_response_pairs(responses, train, script_args.dataset_train_split),
+        "test": real_response_pairs(responses, test, script_args.dataset_test_split),
+    }
+    if heldout is not None:
+        real["heldout"] = real_response_pairs(responses, heldout, "heldout")
+    if len(real["train"]) == 0:
+        raise SafetyRLHFError(
+            f"real_responses={name!r} gives no training pair: none of its rows of split "
+            f"{script_args.dataset_train_split!r} answers a prompt of the training pairs ({script_args.dataset_name}); "
+            "sample responses to the same prompts with scripts/sample_responses.py"
+        )
+    unseen = set(test["prompt"]) | (set(heldout["prompt"]) if heldout is not None else set())
+    leaked = sorted(set(real["train"]["prompt"]) & unseen)
+    if leaked:
+        raise SafetyRLHFError(
+            f"{len(leaked)} prompt(s) of the real-response training pairs are test or held-out prompts (e.g. "
+            f"{leaked[0]!r}); fix the `split` column of {name}"
+        )
+    return real
 
 
 # Evaluation
@@ -364,6 +471,82 @@ def evaluate_pairs(model: SafetyRewardModel, pairs: Dataset, prefix: str = "", b
     return result
 
 
+def _half(text: str) -> str:
+    words = text.split()
+    return " ".join(words[: max(1, len(words) // 2)])
+
+
+def _repeated(text: str) -> str:
+    words = text.split()
+    return " ".join(words[:6] * 5)
+
+
+# Degenerate variants of a real pair, each as (chosen, rejected): a policy that drifts towards them must not gain.
+HACKS = {
+    "harmful": {
+        "empty": lambda refusal, answer: (refusal, ""),
+        "truncated": lambda refusal, answer: (refusal, _half(answer)),
+        "mix": lambda refusal, answer: (refusal, f"{refusal} {answer}"),  # refuse, then comply anyway
+        "repetition": lambda refusal, answer: (refusal, " ".join([refusal] * 3)),
+    },
+    "benign": {
+        "empty": lambda answer, refusal: (answer, ""),
+        "truncated": lambda answer, refusal: (_half(answer), refusal),  # half an answer still beats refusing
+        "mix": lambda answer, refusal: (answer, f"{refusal} {answer}"),
+        "repetition": lambda answer, refusal: (answer, _repeated(answer)),
+    },
+}
+
+
+def real_hard_negatives(pairs: list[dict], seed: int) -> list[dict]:
+    """One degenerate variant of `HACKS` per real pair, drawn at random: the refusal beats a refusal followed by the
+    compliance and a repeated refusal, an answer beats its repetition and the refusal-then-answer mix, half an answer
+    beats the refusal. Written pairs never show such text; PPO on a real model can produce all of it."""
+    rng = random.Random(seed)
+    extra = []
+    for row in pairs:
+        name = rng.choice(sorted(HACKS[row["label"]]))
+        chosen, rejected = HACKS[row["label"]][name](row["chosen"], row["rejected"])
+        if chosen != rejected:
+            extra.append({**row, "chosen": chosen, "rejected": rejected})
+    return extra
+
+
+def evaluate_real_responses(
+    model: SafetyRewardModel, pairs: Dataset, prefix: str, batch_size: int = 32, hacks: bool = True
+) -> dict:
+    """Pairwise accuracy on pairs from `real_response_pairs`, per group: `harmful`, `alarming` (benign prompts of
+    the `xstest_*` categories) and `plain` (other benign prompts), plus, per group, the accuracy on the degenerate
+    variants of `HACKS` (`{prefix}hack_{name}_{group}`: the real response beats its empty, truncated, refusal-mixed
+    or repeated version)."""
+    if len(pairs) == 0:
+        return {}
+    groups = [
+        row["label"] if row["label"] == "harmful" else "alarming" if row["category"].startswith("xstest_") else "plain"
+        for row in pairs
+    ]
+    prompts, chosen, rejected, keys = [], [], [], []
+    for row, group in zip(pairs, groups):
+        prompts.append(row["prompt"]), chosen.append(row["chosen"]), rejected.append(row["rejected"])
+        keys.append(f"{prefix}accuracy_{group}")
+        for name, variant in HACKS[row["label"]].items() if hacks else ():
+            good, bad = variant(row["chosen"], row["rejected"])
+            prompts.append(row["prompt"]), chosen.append(good), rejected.append(bad)
+            keys.append(f"{prefix}hack_{name}_{group}")
+    # Each text is scored once: the written refusals and the real responses recur across pairs and variants.
+    unique = list(dict.fromkeys(zip(prompts + prompts, chosen + rejected)))
+    scores = model.raw_score([p for p, _ in unique], [t for _, t in unique], batch_size)
+    score_of = dict(zip(unique, scores.tolist()))
+    correct = torch.tensor([score_of[(p, c)] > score_of[(p, r)] for p, c, r in zip(prompts, chosen, rejected)])
+    result = {}
+    for key in dict.fromkeys(keys):
+        hits = torch.tensor([k == key for k in keys])
+        result[key] = _rate(correct[hits])
+    for group in ("harmful", "alarming", "plain"):
+        result[f"{prefix}n_{group}"] = groups.count(group)
+    return result
+
+
 # Main
 
 
@@ -377,8 +560,14 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
     train_pairs = load_split(script_args, script_args.dataset_name, script_args.dataset_train_split)
     test_pairs = load_split(script_args, script_args.dataset_name, script_args.dataset_test_split)
     heldout_pairs = load_split(script_args, "bundled_heldout", None) if script_args.dataset_name == "bundled" else None
+    real = real_splits(training_args.real_responses, train_pairs, test_pairs, heldout_pairs, script_args)
     if training_args.hard_negatives:
         train_pairs = add_hard_negatives(train_pairs, training_args.seed)
+    if real:
+        real_train = real["train"].to_list()
+        if training_args.hard_negatives:
+            real_train += real_hard_negatives(real_train, training_args.seed)
+        train_pairs = Dataset.from_list(train_pairs.to_list() + real_train)
     if training_args.objective == "cost":
         cost_train = cost_rows(train_pairs)
         cost_rows(test_pairs)  # fails now, not after training, on unlabelled test pairs
@@ -466,6 +655,12 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
     metrics.update(evaluate_pairs(reloaded, test_pairs, batch_size=training_args.per_device_eval_batch_size))
     if heldout_pairs is not None:
         metrics.update(evaluate_pairs(reloaded, heldout_pairs, "heldout_", training_args.per_device_eval_batch_size))
+    if real and training_args.objective == "reward":
+        metrics["real_n_train"] = len(real["train"])
+        for prefix, name in (("real_", "test"), ("real_heldout_", "heldout")):
+            if name in real:
+                batch_size = training_args.per_device_eval_batch_size
+                metrics.update(evaluate_real_responses(reloaded, real[name], prefix, batch_size))
     metrics.update(untrained)
     (output_dir / EVAL_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     with open(output_dir / METRICS_FILE, "w", encoding="utf-8") as f:

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Sample a policy's own responses to the bundled prompts: the text PPO's reward model will really have to rank.
+
+    PYTHONPATH=. python scripts/sample_responses.py --model_name_or_path models/smollm2-135m-instruct \\
+        --output runs/smollm2_responses.jsonl
+
+Every prompt of `prompts.jsonl` (splits `train` and `eval`) and every distinct held-out prompt of
+`pairs_heldout.jsonl` (split `heldout` here; prompts and categories written apart, never trained on) is answered
+twice, through the generation path of `safety-rlhf eval` (`evaluate._generate`: one user turn in the
+model's chat template, left-padded batches, explicit decoding knobs from `rollout.generation_config`):
+
+- `greedy`: temperature 0;
+- `sampled`: temperature 0.7, top_p 1, seeded (`--seed`, set before each split's generation).
+
+`max_new_tokens` is 48, the PPO response length of the recipes, so a response cut at 48 tokens is what PPO's reward
+model sees too. Each output row is `{prompt, label, category, split, decoding, response, stopped, refusal}`:
+`stopped` says the model ended with EOS (else it ran out of tokens), `refusal` is the class
+`reward.refusal.classify_refusal` gives (`compliance`, `full_refusal`, `partial_refusal`).
+
+The file is written locally and never committed: on harmful prompts it holds a real model's unedited compliance,
+which our bundled data never does (its compliances are content-free placeholders). The measurement in
+docs/EXPERIMENTS.md was made on such a file: HuggingFaceTB/SmolLM2-135M-Instruct
+(Apache-2.0, whose outputs may be redistributed), de-quantized from its bundled GGUF by `safety-rlhf import-gguf`,
+run in float32 on the CPU (2 cores shared with other jobs: 405 s for the 150 eval prompts greedy, 751 s sampled,
+1,459 s for the 357 train prompts greedy) with the command above, except that the train split was sampled greedily
+only (`--splits eval,heldout` for both decodings, `--splits train --decodings greedy`): 815 rows. `reward.train` turns the `train`
+rows into preference pairs (`--real_responses`); the `eval` and `heldout` rows measure the reward model on prompts
+it was not trained on.
+"""
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from reward.refusal import classify_refusal
+from safety_rlhf import SafetyRLHFError, data
+from safety_rlhf.evaluate import EvalArguments, _generate  # the eval verb's generation, with the stop flags
+from safety_rlhf.models import load_model
+
+SPLITS = ("train", "eval", "heldout")
+DECODINGS = ("greedy", "sampled")
+COLUMNS = ("prompt", "label", "category", "split", "decoding", "response", "stopped", "refusal")
+
+
+@dataclass
+class SampleArguments:
+    """Arguments of `scripts/sample_responses.py`.
+
+    Parameters:
+        model_name_or_path (`str`):
+            The policy: a folder (full model or PEFT adapter) or a Hub id.
+        output (`str`, *optional*, defaults to `"responses.jsonl"`):
+            The JSONL file to write (rewritten after each split and decoding, so a stopped run keeps what it did).
+        splits (`str`, *optional*, defaults to `"train,eval,heldout"`):
+            Comma-separated prompt splits; `heldout` is the distinct prompts of `pairs_heldout.jsonl`.
+        decodings (`str`, *optional*, defaults to `"greedy,sampled"`):
+            Comma-separated: `greedy` (temperature 0) and/or `sampled` (`temperature`, seeded).
+        max_new_tokens (`int`, *optional*, defaults to `48`):
+            Maximum tokens per response: the PPO response length.
+        temperature (`float`, *optional*, defaults to `0.7`):
+            Temperature of the `sampled` decoding.
+        seed (`int`, *optional*, defaults to `0`):
+            Seed set before each sampled generation.
+        batch_size (`int`, *optional*, defaults to `32`):
+            Prompts per `generate` call.
+        max_prompts (`int` or `None`, *optional*, defaults to `None`):
+            Keep only the first prompts of each split (quick checks).
+        dtype (`str`, *optional*, defaults to `"float32"`):
+            Weight dtype.
+    """
+
+    model_name_or_path: str = field(metadata={"help": "Policy folder or Hub id."})
+    output: str = field(default="responses.jsonl", metadata={"help": "JSONL file to write."})
+    splits: str = field(default=",".join(SPLITS), metadata={"help": "Comma-separated: train, eval, heldout."})
+    decodings: str = field(default=",".join(DECODINGS), metadata={"help": "Comma-separated: greedy, sampled."})
+    max_new_tokens: int = field(default=48, metadata={"help": "Maximum tokens per response (PPO response length)."})
+    temperature: float = field(default=0.7, metadata={"help": "Temperature of the sampled decoding."})
+    seed: int = field(default=0, metadata={"help": "Seed set before each sampled generation."})
+    batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
+    max_prompts: int | None = field(default=None, metadata={"help": "Keep only the first prompts of each split."})
+    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16, float16 or auto."})
+
+    def __post_init__(self):
+        for name, value, known in (("splits", self.splits, SPLITS), ("decodings", self.decodings, DECODINGS)):
+            unknown = [v for v in value.split(",") if v not in known]
+            if unknown or not value:
+                raise SafetyRLHFError(f"{name}={value!r}: {unknown or 'nothing'} is not one of {', '.join(known)}")
+        if self.temperature <= 0:
+            raise SafetyRLHFError(f"temperature={self.temperature} must be positive (the greedy decoding is separate)")
+
+
+def load_split_prompts(split: str, max_prompts: int | None = None) -> list[dict]:
+    """The bundled prompts of `split` as `{prompt, label, category, split}` rows, in file order."""
+    if split == "heldout":
+        rows = data.load_prompts("bundled_heldout", max_samples=max_prompts)  # one row per distinct prompt
+    else:
+        rows = data.load_prompts("bundled", split, max_samples=max_prompts)
+    return [{"prompt": r["prompt"], "label": r["label"], "category": r["category"], "split": split} for r in rows]
+
+
+def main(args: SampleArguments) -> list[dict]:
+    """Generate, classify and write every row; returns the rows."""
+    model, tokenizer = load_model(args.model_name_or_path, args.dtype)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for split in args.splits.split(","):
+        prompts = load_split_prompts(split, args.max_prompts)
+        for decoding in args.decodings.split(","):
+            settings = EvalArguments(
+                max_new_tokens=args.max_new_tokens,
+                temperature=0.0 if decoding == "greedy" else args.temperature,
+                top_p=1.0,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                dtype=args.dtype,
+            )
+            start = time.perf_counter()
+            responses, _, stopped = _generate(model, tokenizer, [p["prompt"] for p in prompts], settings)[:3]
+            for prompt, response, stop in zip(prompts, responses, stopped):
+                rows.append(
+                    {**prompt, "decoding": decoding, "response": response, "stopped": stop}
+                    | {"refusal": classify_refusal(response)}
+                )
+            with open(output, "w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps({key: row[key] for key in COLUMNS}, ensure_ascii=False) + "\n")
+            print(f"{split}/{decoding}: {len(prompts)} prompts in {time.perf_counter() - start:.0f} s -> {output}")
+    return rows
+
+
+if __name__ == "__main__":
+    (sample_args,) = HfArgumentParser(SampleArguments).parse_args_into_dataclasses(sys.argv[1:])
+    main(sample_args)
