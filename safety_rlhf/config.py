@@ -254,7 +254,8 @@ class SafetyPPOConfig(TrainingArguments):
             entropy of the full distribution, in nats); 0 disables it.
         gamma (`float`, *optional*, defaults to `1.0`): discount of GAE.
         lam (`float`, *optional*, defaults to `0.95`): = lambda of GAE.
-        value_model_path (`str` or `None`, *optional*, defaults to `None`): the critic's initialisation; it must
+        value_model_path (`str` or `None`, *optional*, defaults to `None`): the `"separate"` critic's initialisation
+            (the other critics start from the policy, and a recipe's value_model_path does not stop them); it must
             use the policy's tokenizer (it reads the policy's tokens). `None` uses the policy's base model. A
             smaller model of the same family (e.g. Qwen2.5-0.5B for Qwen2.5-7B) keeps memory down.
         max_nonfinite_updates (`int`, *optional*, defaults to `3`): consecutive updates with a non-finite loss or
@@ -407,9 +408,4 @@ class SafetyPPOConfig(TrainingArguments):
             raise SafetyRLHFError(
                 f"critic_layers={self.critic_layers} is outside 1..trainable_layers={self.trainable_layers}; choose "
                 "a value in that range, or unset it to copy all trainable layers"
-            )
-        if self.value_model_path is not None and self.critic != "separate":
-            raise SafetyRLHFError(
-                f"value_model_path={self.value_model_path!r} is read only by critic='separate' (critic="
-                f"{self.critic!r}); unset value_model_path or set critic='separate'"
             )

@@ -168,7 +168,6 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_models, tmp_path, critic):
             "critic_layers=0 is outside 1..trainable_layers=2",
         ),
         (dict(critic="shared", critic_layers=1), "critic_layers=1 is read only by critic='prefix'"),
-        (dict(critic="shared", value_model_path="x"), "value_model_path='x' is read only by critic='separate'"),
     ],
 )
 def test_bad_critic_settings_fail_in_one_line(tmp_path, kw, message):
