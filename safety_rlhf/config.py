@@ -254,7 +254,8 @@ class SafetyPPOConfig(TrainingArguments):
             entropy of the full distribution, in nats); 0 disables it.
         gamma (`float`, *optional*, defaults to `1.0`): discount of GAE.
         lam (`float`, *optional*, defaults to `0.95`): = lambda of GAE.
-        value_model_path (`str` or `None`, *optional*, defaults to `None`): the critic's initialisation; it must
+        value_model_path (`str` or `None`, *optional*, defaults to `None`): the `"separate"` critic's initialisation
+            (the other critics start from the policy, and a recipe's value_model_path does not stop them); it must
             use the policy's tokenizer (it reads the policy's tokens). `None` uses the policy's base model. A
             smaller model of the same family (e.g. Qwen2.5-0.5B for Qwen2.5-7B) keeps memory down.
         max_nonfinite_updates (`int`, *optional*, defaults to `3`): consecutive updates with a non-finite loss or
@@ -264,6 +265,16 @@ class SafetyPPOConfig(TrainingArguments):
         trainable_layers (`int` or `None`, *optional*, defaults to `None`): = K, LoRA on the top K decoder layers
             only (PEFT `layers_to_transform`); the frozen bottom layers then run once per rollout
             (`safety_rlhf.prefix_cache`). `None` adapts every layer.
+        critic (`str`, *optional*, defaults to `"separate"`): the value function (`safety_rlhf.critics`).
+            `"separate"`: a backbone of its own (`value_model_path`) plus a linear head; shares nothing with the
+            policy, costs a full model pass per rollout and per micro-batch. `"shared"`: a linear head on the
+            policy's final hidden state, one forward for logits and values (TRL's old value-head model); the value
+            loss also trains the policy's LoRA. `"prefix"` (needs `trainable_layers`): its own trainable copy of the
+            policy's top `critic_layers` layers, final norm and a head, run on the cached prefix state; it never
+            runs the bottom layers. Measured in benchmarks/README.md ("Critic options"), which also says why each
+            recipe keeps its choice.
+        critic_layers (`int` or `None`, *optional*, defaults to `None`): = K', layers of the `"prefix"` critic,
+            1 <= K' <= `trainable_layers`; `None` uses `trainable_layers`.
     """
 
     # Overridden TrainingArguments defaults (TRL 1.12's, except batch 32 by default)
@@ -320,6 +331,16 @@ class SafetyPPOConfig(TrainingArguments):
             "help": "LoRA on the top K layers only, and the bottom ones run once per rollout; None = all layers."
         },
     )
+    critic: str = field(
+        default="separate",
+        metadata={
+            "help": "Value function: separate (own backbone), shared (head on the policy's trunk), prefix (own copy "
+            "of the top critic_layers on the cached prefix; needs trainable_layers). See benchmarks/README.md."
+        },
+    )
+    critic_layers: int | None = field(
+        default=None, metadata={"help": "Layers of the prefix critic, 1..trainable_layers; None = trainable_layers."}
+    )
 
     # Derived in __post_init__
     world_size: int | None = field(default=None, init=False)
@@ -358,6 +379,7 @@ class SafetyPPOConfig(TrainingArguments):
             raise SafetyRLHFError(
                 f"trainable_layers={self.trainable_layers} must be at least 1; unset it to adapt every layer"
             )
+        self.check_critic()
         start_cpu_process_group(self)
         super().__post_init__()
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -365,3 +387,25 @@ class SafetyPPOConfig(TrainingArguments):
         self.batch_size = self.local_batch_size * self.world_size
         self.local_mini_batch_size = self.local_batch_size // self.num_mini_batches
         self.mini_batch_size = self.batch_size // self.num_mini_batches
+
+    def check_critic(self) -> None:
+        """One-line errors for a critic setting that cannot run, each naming the value and the fix."""
+        from .critics import CRITICS
+
+        if self.critic not in CRITICS:
+            raise SafetyRLHFError(f"critic={self.critic!r} is not supported; use one of: {', '.join(CRITICS)}")
+        if self.critic == "prefix" and self.trainable_layers is None:
+            raise SafetyRLHFError(
+                "critic='prefix' reads the cached prefix state of trainable_layers, which is unset; set "
+                "trainable_layers (e.g. 4), or use critic='shared'"
+            )
+        if self.critic_layers is not None and self.critic != "prefix":
+            raise SafetyRLHFError(
+                f"critic_layers={self.critic_layers} is read only by critic='prefix' (critic={self.critic!r}); "
+                "unset critic_layers or set critic='prefix'"
+            )
+        if self.critic_layers is not None and not 1 <= self.critic_layers <= self.trainable_layers:
+            raise SafetyRLHFError(
+                f"critic_layers={self.critic_layers} is outside 1..trainable_layers={self.trainable_layers}; choose "
+                "a value in that range, or unset it to copy all trainable layers"
+            )

@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from . import SafetyRLHFError
+from .critics import ValueModel
 from .prefix_cache import causal_lm_of, check_trainable_layers
 
 ADDED_PAD_TOKEN = "<|pad|>"
@@ -292,38 +293,6 @@ def lora_on_top_layers(peft_config, model, trainable_layers: int):
         layers_to_transform=list(range(n_layers - trainable_layers, n_layers)),
         layers_pattern="layers",
     )
-
-
-class ValueModel(torch.nn.Module):
-    """The critic: a transformer backbone reading the policy's tokens and a linear head, V(s_t) at every position.
-
-    It is a separate model, not a second adapter on the policy's base: PEFT switches adapters through global state,
-    which gradient checkpointing would read at recomputation time (in backward), i.e. with the wrong adapter active.
-    A separate backbone can be much smaller than the policy (same tokenizer required), 4-bit and LoRA'd like it.
-    """
-
-    HEAD_FILE = "value_head.safetensors"
-
-    def __init__(self, backbone: torch.nn.Module, hidden_size: int):
-        super().__init__()
-        self.backbone = backbone
-        self.head = torch.nn.Linear(hidden_size, 1)
-        torch.nn.init.zeros_(self.head.weight)
-        torch.nn.init.zeros_(self.head.bias)
-
-    def forward(self, input_ids, attention_mask, position_ids=None):  # -> (B, T)
-        hidden = self.backbone(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
-        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
-
-    def save_pretrained(self, path) -> None:
-        from safetensors.torch import save_file
-
-        self.backbone.save_pretrained(path)
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, Path(path) / self.HEAD_FILE
-        )
 
 
 def check_same_tokenizer(path: str, tokenizer: PreTrainedTokenizerBase) -> None:

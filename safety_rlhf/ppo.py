@@ -7,7 +7,9 @@ accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml -m saf
 
 from . import SafetyRLHFError, data
 from .config import SafetyPPOConfig, ScriptArguments, check_output_dir, move_previous_checkpoints, save_config
+from .critics import PrefixCritic, SharedValueHead
 from .models import load_policy, load_tokenizer, load_value_model
+from .prefix_cache import causal_lm_of
 from .trainer import SafetyPPOTrainer, check_checkpoint, find_checkpoint
 
 
@@ -17,6 +19,22 @@ def load_reward(path: str | None, trust_remote_code: bool = False, allow_pickle:
     from reward.model import SafetyRewardModel
 
     return SafetyRewardModel.from_pretrained(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+
+
+def load_critic(training_args: SafetyPPOConfig, model_args, policy, tokenizer, allow_pickle: bool = False):
+    """The critic `training_args.critic` names (`safety_rlhf.critics`), for this policy."""
+    if training_args.critic == "shared":
+        return SharedValueHead(causal_lm_of(policy).config.hidden_size)
+    if training_args.critic == "prefix":
+        return PrefixCritic(policy, training_args.trainable_layers, training_args.critic_layers)
+    return load_value_model(
+        training_args.value_model_path or model_args.model_name_or_path,
+        model_args,
+        tokenizer,
+        gradient_checkpointing=training_args.gradient_checkpointing,
+        trust_remote_code=training_args.trust_remote_code,
+        allow_pickle=allow_pickle,
+    )
 
 
 def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_args) -> SafetyPPOTrainer:
@@ -45,14 +63,7 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
         trainable_layers=training_args.trainable_layers,
         allow_pickle=script_args.allow_pickle_weights,
     )
-    value_model = load_value_model(
-        training_args.value_model_path or model_args.model_name_or_path,
-        model_args,
-        tokenizer,
-        gradient_checkpointing=training_args.gradient_checkpointing,
-        trust_remote_code=training_args.trust_remote_code,
-        allow_pickle=script_args.allow_pickle_weights,
-    )
+    value_model = load_critic(training_args, model_args, policy, tokenizer, script_args.allow_pickle_weights)
     trainer = SafetyPPOTrainer(training_args, tokenizer, policy, value_model, reward_model, train_dataset)
     if resume:
         check_checkpoint(

@@ -113,12 +113,12 @@ class DecoderSplit:
         Call it under `torch.no_grad()`: nothing below the LoRA layers is trained.
         """
         hidden = self.embed_tokens(input_ids)
-        return self._run_layers(hidden, range(self.boundary), attention_mask, position_ids)
+        return self.run_layers(hidden, range(self.boundary), attention_mask, position_ids)
 
     def top(self, hidden, attention_mask, position_ids, logits_to_keep: int = 0):
         """Logits (B, T', V) of the model from the hidden state `bottom` returned; T' = `logits_to_keep` last
         positions (0 keeps all), as the model's own `logits_to_keep`."""
-        hidden = self._run_layers(hidden, range(self.boundary, len(self.layers)), attention_mask, position_ids)
+        hidden = self.run_layers(hidden, range(self.boundary, len(self.layers)), attention_mask, position_ids)
         hidden = slice_logits_to_keep(self.norm(hidden), logits_to_keep)
         return self.lm_head(hidden)
 
@@ -127,8 +127,12 @@ class DecoderSplit:
         logits = self.top(hidden, attention_mask, position_ids, logits_to_keep=response_length + 1)
         return logits[:, -response_length - 1 : -1]
 
-    def _run_layers(self, hidden, indices: range, attention_mask, position_ids):
-        """Layers `indices` on `hidden` (B, T, d), with the masks and rotary embeddings the full forward gives them."""
+    def run_layers(self, hidden, indices: range, attention_mask, position_ids, layers=None):
+        """Layers `indices` on `hidden` (B, T, d), with the masks and rotary embeddings the full forward gives them.
+
+        `layers` maps an index to the module run there (`critics.PrefixCritic`'s copies); default: the model's own.
+        """
+        layers = self.layers if layers is None else layers
         # An empty (B, T, 0) tensor in the embedding's dtype stands for the model's `inputs_embeds`: the mask functions
         # and the rotary embedding read only its batch size, length, dtype and device.
         like = hidden.new_empty((*hidden.shape[:2], 0), dtype=self.embed_tokens.weight.dtype)
@@ -144,7 +148,7 @@ class DecoderSplit:
         }
         position_embeddings = self.rotary_emb(like, position_ids=position_ids)
         for i in indices:
-            hidden = self.layers[i](
+            hidden = layers[i](
                 hidden,
                 attention_mask=masks[self.kinds[i]],
                 position_embeddings=position_embeddings,

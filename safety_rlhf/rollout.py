@@ -14,7 +14,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
-from . import SafetyRLHFError
+from . import SafetyRLHFError, critics
 
 RewardFn = Callable[[list[str], list[str]], "list[float] | torch.Tensor"]
 
@@ -173,36 +173,53 @@ def forward_response(model, queries, responses, query_mask, mask):
     )
 
 
+def logits_and_values(policy, critic, split, input_ids, attention_mask, position_ids, response_length: int,
+                      hidden=None, with_logits: bool = True, keep: bool = True):  # fmt: skip
+    """The policy's logits (B, R, V) predicting the last R tokens and the critic's values (B, R) at the same positions.
+
+    The policy runs if `with_logits` or if the critic reads its trunk (`critics.SharedValueHead`: one pass gives both);
+    otherwise logits are None. With `hidden`, the cached output of the frozen bottom layers (`split.bottom`), only the
+    top layers run, and `critics.PrefixCritic` reads it too.
+    """
+    logits, trunk = None, None
+    if with_logits or critic.reads_policy:
+        with critics.reading(critic, policy) as seen:
+            if hidden is not None:
+                logits = split.response_logits(hidden, attention_mask, position_ids, response_length)
+            else:
+                logits = response_logits(policy, input_ids, attention_mask, position_ids, response_length, keep=keep)
+        trunk = seen[-1] if seen else None
+    values = critic(input_ids, attention_mask, position_ids, response_length, hidden=hidden, trunk=trunk)
+    return logits, values
+
+
 @torch.no_grad()
-def logprobs_and_values(policy, ref_model, value_model, split, queries, responses, query_mask, mask, temperature: float,
+def logprobs_and_values(policy, ref_model, critic, split, queries, responses, query_mask, mask, temperature: float,
                         with_policy: bool = True):  # fmt: skip
     """Step 2 on some rows: (policy log-probs or None, reference log-probs, values, cached hidden or None), (B, R).
 
     The reference is `ref_model`, or the policy with its adapter off when `ref_model` is None. With a
     `prefix_cache.DecoderSplit` (`trainable_layers`), the frozen bottom layers run once and the policy and the
     reference run only the top layers from their output, the hidden state (B, T, d) returned for the PPO epochs.
-    Values (B, R) are V(s_t) at the positions that predicted each response token.
+    Values (B, R) are V(s_t) at the positions that predicted each response token (`critic`: see `critics`).
     """
     attention_mask = torch.cat([query_mask, mask.to(query_mask.dtype)], dim=1)
     position_ids = position_ids_from(attention_mask)
     input_ids, width = torch.cat([queries, responses], dim=1), responses.shape[1]
     hidden = split.bottom(input_ids, attention_mask, position_ids) if split is not None else None
-
-    def logprobs_of(model):
-        if model is policy and hidden is not None:
-            logits = split.response_logits(hidden, attention_mask, position_ids, width)
-        else:
-            logits = response_logits(model, input_ids, attention_mask, position_ids, width)
-        return response_logprobs(logits, responses, temperature)
-
-    logprobs = logprobs_of(policy) if with_policy else None
+    logits, values = logits_and_values(
+        policy, critic, split, input_ids, attention_mask, position_ids, width, hidden, with_logits=with_policy
+    )
+    logprobs = response_logprobs(logits, responses, temperature) if with_policy else None
     if ref_model is None:
         with policy.disable_adapter():
-            ref_logprobs = logprobs_of(policy)
+            if hidden is not None:
+                logits = split.response_logits(hidden, attention_mask, position_ids, width)
+            else:
+                logits = response_logits(policy, input_ids, attention_mask, position_ids, width)
     else:
-        ref_logprobs = logprobs_of(ref_model)
-    values = value_model(input_ids, attention_mask, position_ids)[:, queries.shape[1] - 1 : -1].float()
-    return logprobs, ref_logprobs, values, hidden
+        logits = response_logits(ref_model, input_ids, attention_mask, position_ids, width)
+    return logprobs, response_logprobs(logits, responses, temperature), values.float(), hidden
 
 
 def score(reward_fn: RewardFn, prompts: list[str], completions: list[str], device) -> torch.Tensor:

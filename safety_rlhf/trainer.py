@@ -87,7 +87,9 @@ class PhaseTimer:
 class PolicyAndValue(torch.nn.Module):
     """One module for the optimizer, DDP and DeepSpeed; `forward` returns the policy's logits and the values.
 
-    `split` (a `prefix_cache.DecoderSplit`, or None) is a plain attribute: its modules are the policy's own.
+    `value` is one of `critics` (its parameters only: a `SharedValueHead` reads the policy's trunk, a `PrefixCritic`
+    holds its own layer copies). `split` (a `prefix_cache.DecoderSplit`, or None) is a plain attribute: its modules
+    are the policy's own.
     """
 
     def __init__(self, policy, value, split=None):
@@ -98,17 +100,14 @@ class PolicyAndValue(torch.nn.Module):
         self.keep_logits = rollout.accepts_logits_to_keep(policy)
 
     def forward(self, input_ids, attention_mask, position_ids, response_length: int, hidden=None):
-        """Logits (B, R, V) predicting the last R tokens, and values (B, T) at every position.
+        """Logits (B, R, V) and values (B, R) at the positions that predict the last R tokens.
 
         With `hidden`, the cached output (B, T, d) of the policy's frozen bottom layers, only its top layers run.
         """
-        if hidden is not None:
-            logits = self.split.response_logits(hidden, attention_mask, position_ids, response_length)
-        else:
-            logits = rollout.response_logits(
-                self.policy, input_ids, attention_mask, position_ids, response_length, keep=self.keep_logits
-            )
-        return logits, self.value(input_ids, attention_mask, position_ids)
+        return rollout.logits_and_values(
+            self.policy, self.value, self.split, input_ids, attention_mask, position_ids, response_length, hidden,
+            keep=self.keep_logits,
+        )  # fmt: skip
 
     # TRL's `unwrap_model_for_generation` (ZeRO-3 parameter gathering) toggles checkpointing on the model it unwraps.
     @property
@@ -182,7 +181,7 @@ class SafetyPPOTrainer:
         args (`SafetyPPOConfig`): the configuration.
         processing_class: the policy's tokenizer (left padding, PAD != EOS, chat template).
         model: the policy, a causal LM or a `PeftModel` (then the reference is the same base with the adapter off).
-        value_model (`ValueModel`): the critic, reading the policy's tokens.
+        value_model: the critic, one of `safety_rlhf.critics` (`ValueModel`, `SharedValueHead`, `PrefixCritic`).
         reward_model: a `reward.SafetyRewardModel` or any callable `(prompts, completions) -> list[float]`.
         train_dataset: rows with `input_ids` (chat template applied, unpadded) and `prompt` (the text given to the
             reward); an optional `label` (`harmful`/`benign`) enables the `safety/*` rollout metrics.
@@ -251,7 +250,8 @@ class SafetyPPOTrainer:
         # Optimizer and schedule (one scheduler step per update, as in TRL)
         split = prefix_cache.DecoderSplit(model, args.trainable_layers) if args.trainable_layers else None
         self.model = PolicyAndValue(model, value_model, split)
-        # Two parameter groups (policy, critic): the critic may learn at its own rate. Separate models, no overlap.
+        # Two parameter groups (policy, critic): the critic may learn at its own rate. No overlap: a shared critic's group
+        # is its head (the trunk is the policy's), a prefix critic's its own layer copies and head.
         value_lr = args.learning_rate if args.value_learning_rate is None else args.value_learning_rate
         groups = [
             {"params": [p for p in self.model.policy.parameters() if p.requires_grad]},
@@ -635,7 +635,7 @@ class SafetyPPOTrainer:
         new_logprobs, entropy = rollout.response_logprobs(
             logits, rb["responses"][idx, :width], args.temperature, with_entropy=True, entropy_grad=args.ent_coef != 0
         )
-        vpred = vpred[:, context - start - 1 : -1].float()
+        vpred = vpred.float()
         m = rb["mask"][idx, :width]
         pg_loss, pg_stats = ppo_core.policy_loss(
             new_logprobs, rb["logprobs"][idx, :width], rb["advantages"][idx, :width], m, args.cliprange

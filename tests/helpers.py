@@ -13,10 +13,15 @@ import time
 from pathlib import Path
 
 import datasets
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config
 from trl import ModelConfig
 
+from safety_rlhf import rollout
 from safety_rlhf.config import SafetyPPOConfig
-from safety_rlhf.models import load_policy, load_tokenizer, load_value_model
+from safety_rlhf.models import load_policy, load_tokenizer
+from safety_rlhf.ppo import load_critic
 from safety_rlhf.trainer import SafetyPPOTrainer
 
 HERE = Path(__file__).parent
@@ -86,19 +91,90 @@ def length_reward(prompts, completions):
 
 
 def build(tiny_models, tmp_path, reward=None, peft=False, ref_model=None, **kw):
+    """A trainer on the session's tiny policy; `critic`, `critic_layers` and `trainable_layers` go to the config."""
     margs = model_args(
         tiny_models["policy"], use_peft=peft, lora_r=8, lora_alpha=16, lora_target_modules=["q_proj", "v_proj"]
     )
     tokenizer = load_tokenizer(margs)
-    policy = load_policy(margs, tokenizer)
-    value = load_value_model(str(tiny_models["policy"]), margs, tokenizer)
     args = config(tmp_path, **kw)
+    torch.manual_seed(args.seed)  # LoRA's A matrices are random: the same in every build, so runs can be compared
+    policy = load_policy(margs, tokenizer, trainable_layers=args.trainable_layers)
+    value = load_critic(args, margs, policy, tokenizer)
     reward = reward or LetterReward(tokenizer)
     return SafetyPPOTrainer(args, tokenizer, policy, value, reward, make_dataset(tokenizer), ref_model=ref_model)
 
 
+class CrashAfter:
+    """A reward that raises KeyboardInterrupt (a simulated crash) once it has been called `calls` times."""
+
+    def __init__(self, reward, calls):
+        self.reward, self.calls = reward, calls
+
+    def __call__(self, prompts, completions):
+        self.calls -= 1
+        if self.calls < 0:
+            raise KeyboardInterrupt("simulated crash")
+        return self.reward(prompts, completions)
+
+
 def params(module):
     return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Tiny decoders built from configs (Llama, Mistral, Qwen2 with per-layer sliding windows) and a left-padded batch.
+LAYERS, TOP, VOCAB, RESPONSE = 4, 2, 96, 5
+SIZES = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=VOCAB,
+    max_position_embeddings=64,
+)
+CONFIGS = {
+    "llama": lambda **kw: LlamaConfig(**SIZES | kw),
+    "mistral": lambda **kw: MistralConfig(**SIZES | kw, sliding_window=None),
+    # Layers 2 and 3 (the top ones) slide over 4 tokens, layers 0 and 1 attend fully.
+    "qwen2-sliding": lambda **kw: Qwen2Config(
+        **SIZES | kw, use_sliding_window=True, sliding_window=4, max_window_layers=2
+    ),
+    "qwen2": lambda **kw: Qwen2Config(**SIZES | kw),
+}
+
+
+def tiny_lm(name: str, attn: str = "sdpa", **sizes):
+    torch.manual_seed(0)
+    config = CONFIGS[name](**sizes)
+    config._attn_implementation = attn
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+
+
+def with_lora(model, layers=(LAYERS - TOP, LAYERS - 1)):
+    """LoRA on the top layers with random (nonzero) A and B, so the adapter changes logits and gets gradients."""
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj", "up_proj"],
+        layers_to_transform=list(layers),
+        layers_pattern="layers",
+        init_lora_weights=False,
+    )
+    torch.manual_seed(1)
+    return get_peft_model(model, config)
+
+
+def batch(seed: int = 0):
+    """Three rows, prompts of 7, 4 and 2 tokens left-padded to 7, responses of 5, 3 and 1 tokens right-padded."""
+    g = torch.Generator().manual_seed(seed)
+    queries = torch.randint(1, VOCAB, (3, 7), generator=g)
+    responses = torch.randint(1, VOCAB, (3, RESPONSE), generator=g)
+    query_mask = (torch.arange(7)[None, :] >= torch.tensor([0, 3, 5])[:, None]).long()
+    mask = torch.arange(RESPONSE)[None, :] < torch.tensor([5, 3, 1])[:, None]
+    queries, responses = queries.masked_fill(query_mask == 0, 0), responses.masked_fill(~mask, 0)
+    attention_mask = torch.cat([query_mask, mask.long()], dim=1)
+    return torch.cat([queries, responses], dim=1), attention_mask, rollout.position_ids_from(attention_mask), responses
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -3,9 +3,22 @@ LoRA gradients and logits, on left-padded batches of tiny Llama, Mistral and Qwe
 
 import pytest
 import torch
-from helpers import config, length_reward, make_dataset, model_args, params
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
+from helpers import (
+    CONFIGS,
+    LAYERS,
+    RESPONSE,
+    TOP,
+    VOCAB,
+    batch,
+    config,
+    length_reward,
+    make_dataset,
+    model_args,
+    params,
+    tiny_lm,
+    with_lora,
+)
+from transformers import AutoModelForCausalLM, GPT2Config
 from trl import ModelConfig
 
 from safety_rlhf import SafetyRLHFError, rollout
@@ -14,59 +27,7 @@ from safety_rlhf.models import load_policy, load_tokenizer, load_value_model
 from safety_rlhf.prefix_cache import DecoderSplit, attention_kinds
 from safety_rlhf.trainer import SafetyPPOTrainer
 
-LAYERS, TOP, VOCAB, RESPONSE, TEMPERATURE = 4, 2, 96, 5, 0.7
-TOL = 1e-5
-SIZES = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=LAYERS,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=VOCAB,
-    max_position_embeddings=64,
-)
-CONFIGS = {
-    "llama": lambda **kw: LlamaConfig(**SIZES | kw),
-    "mistral": lambda **kw: MistralConfig(**SIZES | kw, sliding_window=None),
-    # Layers 2 and 3 (the top ones) slide over 4 tokens, layers 0 and 1 attend fully.
-    "qwen2-sliding": lambda **kw: Qwen2Config(
-        **SIZES | kw, use_sliding_window=True, sliding_window=4, max_window_layers=2
-    ),
-    "qwen2": lambda **kw: Qwen2Config(**SIZES | kw),
-}
-
-
-def tiny_lm(name: str, attn: str = "sdpa", **sizes):
-    torch.manual_seed(0)
-    config = CONFIGS[name](**sizes)
-    config._attn_implementation = attn
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
-
-
-def with_lora(model, layers=(LAYERS - TOP, LAYERS - 1)):
-    """LoRA on the top layers with random (nonzero) A and B, so the adapter changes logits and gets gradients."""
-    config = LoraConfig(
-        r=4,
-        lora_alpha=8,
-        target_modules=["q_proj", "v_proj", "up_proj"],
-        layers_to_transform=list(layers),
-        layers_pattern="layers",
-        init_lora_weights=False,
-    )
-    torch.manual_seed(1)
-    return get_peft_model(model, config)
-
-
-def batch(seed: int = 0):
-    """Three rows, prompts of 7, 4 and 2 tokens left-padded to 7, responses of 5, 3 and 1 tokens right-padded."""
-    g = torch.Generator().manual_seed(seed)
-    queries = torch.randint(1, VOCAB, (3, 7), generator=g)
-    responses = torch.randint(1, VOCAB, (3, RESPONSE), generator=g)
-    query_mask = (torch.arange(7)[None, :] >= torch.tensor([0, 3, 5])[:, None]).long()
-    mask = torch.arange(RESPONSE)[None, :] < torch.tensor([5, 3, 1])[:, None]
-    queries, responses = queries.masked_fill(query_mask == 0, 0), responses.masked_fill(~mask, 0)
-    attention_mask = torch.cat([query_mask, mask.long()], dim=1)
-    return torch.cat([queries, responses], dim=1), attention_mask, rollout.position_ids_from(attention_mask), responses
+TEMPERATURE, TOL = 0.7, 1e-5
 
 
 def full_logprobs(model, ids, attention_mask, position_ids, responses):

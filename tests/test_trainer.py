@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import PROMPTS, build, config, length_reward, make_dataset, model_args, params
+from helpers import PROMPTS, CrashAfter, build, config, length_reward, make_dataset, model_args, params
 
 from safety_rlhf import SafetyRLHFError, rollout
 from safety_rlhf.config import SafetyPPOConfig
@@ -130,17 +130,6 @@ def test_4bit_lora_policy_trains_on_cpu(tiny_models, tmp_path):
     assert all(torch.isfinite(torch.tensor(m["loss/policy_avg"])) for m in history)
     lora = [n for n, p in trainer.model.named_parameters() if p.requires_grad and "lora_B" in n]
     assert lora and all(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if n in lora)
-
-
-class CrashAfter:
-    def __init__(self, reward, calls):
-        self.reward, self.calls = reward, calls
-
-    def __call__(self, prompts, completions):
-        self.calls -= 1
-        if self.calls < 0:
-            raise KeyboardInterrupt("simulated crash")
-        return self.reward(prompts, completions)
 
 
 def test_resume_reproduces_an_uninterrupted_run(tiny_models, tmp_path):
