@@ -232,6 +232,8 @@ def test_ppo_with_the_cached_prefix_equals_the_uncached_run(tiny_models, tmp_pat
     for step_cached, step_full in zip(cached, full, strict=True):
         for key, value in step_full.items():
             if not key.startswith("time/") and key != "eps":
-                assert step_cached[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+                # abs 1e-6: `objective/kl` is a sum of log-prob differences near 0 (3e-5 here), each log-prob of
+                # size ~1-10, so float32 rounding between the two paths shows at ~4e-7 there and nowhere else.
+                assert step_cached[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     for name in full_params:
         torch.testing.assert_close(cached_params[name], full_params[name], rtol=1e-5, atol=1e-7, msg=name)
