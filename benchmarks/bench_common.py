@@ -4,8 +4,10 @@ This module imports only the standard library, torch and transformers, so that i
 peer's (`benchmarks/peer_trl112`, TRL 1.12), which does not have our package.
 
 Models (built once per setting by `ppo_throughput.py`, in our virtualenv, then read by both implementations):
-    models_dir/policy   a randomly initialised Qwen2 causal LM with our tiny ChatML tokenizer (PAD != EOS)
-    models_dir/reward   a Qwen2 sequence classifier (one label) of the same size and tokenizer
+    models_dir/policy   a randomly initialised Qwen2 causal LM with our tiny ChatML tokenizer (PAD != EOS), or a
+                        copy of `--policy_path` (a trained causal LM, e.g. SmolLM2-135M-Instruct)
+    models_dir/reward   a sequence classifier (one label) of the same size and tokenizer: random Qwen2, or the
+                        `--policy_path` trunk with a random head
                         (TRL 1.12 requires the reward model to share the policy's tokenizer, so both use it)
     models_dir/prompts.json  `num_prompts` prompts of exactly `prompt_length` token ids (no padding)
 Both implementations initialise their critic from `policy/`: ours as a backbone plus a zero-initialised head, the
@@ -42,9 +44,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     add(
         "--policy_path",
         default=None,
-        help="A trained causal LM folder (e.g. runs/demo/sft; `tiny-sft` builds make demo's SFT policy) instead of "
-        "random weights: bundled prompts with the chat template, up to --prompt_length tokens, and a random reward model of "
-        "the policy's shape; --hidden_size, --num_layers and --vocab_size are then unused.",
+        help="A trained causal LM folder (e.g. models/smollm2-135m-instruct of `make import-gguf`, runs/demo/sft; "
+        "`tiny-sft` builds make demo's SFT policy) instead of random weights: bundled prompts with the chat template, "
+        "up to --prompt_length tokens, and a reward model that is the policy's trunk with a random one-label head; "
+        "--hidden_size, --num_layers and --vocab_size are then unused.",
     )
     add(
         "--stop_token",
@@ -210,14 +213,35 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def count_response_tokens(responses: torch.Tensor, stop_token_id: int | None) -> int:
-    """Generated tokens: every column without a stop token; with one, each row up to and including its first stop
-    (`generate` pads the rest). A random model may sample the PAD id itself: it still counts."""
+def response_lengths(responses: torch.Tensor, stop_token_id: int | None) -> torch.Tensor:
+    """Generated tokens per row (B,): every column without a stop token; with one, up to and including the row's
+    first stop (`generate` pads the rest). A random model may sample the PAD id itself: it still counts."""
     if stop_token_id is None:
-        return responses.numel()
+        return torch.full((responses.shape[0],), responses.shape[1])
     is_stop = responses == stop_token_id
-    lengths = torch.where(is_stop.any(1), is_stop.int().argmax(1) + 1, responses.shape[1])
-    return int(lengths.sum())
+    return torch.where(is_stop.any(1), is_stop.int().argmax(1) + 1, responses.shape[1])
+
+
+def count_response_tokens(responses: torch.Tensor, stop_token_id: int | None) -> int:
+    return int(response_lengths(responses, stop_token_id).sum())
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """What this machine's matrix products reach now: the best of `repeats` fp32 (n, n) @ (n, n) products, in
+    GFLOP/s (2 n^3 FLOPs each), with torch's threads as the benchmark runs them. The best, not the median: the
+    peak is what a product can reach, and a busy machine only ever lowers it."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b  # warm-up: thread pool, allocator
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
 
 
 def print_result(result: dict) -> None:

@@ -5,10 +5,15 @@
 
 Each run is a fresh process (same models, data, settings and seed); rounds alternate ours and the peer so that a
 slow spell of the machine hits both. Prints every JSON line, then one summary line; with `--out`, writes them all.
+
+`--ours_variant "FLAGS"` adds a third run per round, ours with FLAGS on top (e.g. `--trainable_layers 8`, which
+changes the training and so is never the equal-settings figure); the summary gives its samples/s against ours and
+against the peer separately.
 """
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -28,7 +33,7 @@ def run(python: str, script: Path, flags: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
-def summarize(ours: list[dict], peer: list[dict]) -> dict:
+def summarize(ours: list[dict], peer: list[dict], variant: list[dict] | None = None) -> dict:
     def median(runs, key):
         return statistics.median(r[key] for r in runs)
 
@@ -45,6 +50,13 @@ def summarize(ours: list[dict], peer: list[dict]) -> dict:
     }
     out["speedup"] = out["ours_samples_per_s"] / out["peer_samples_per_s"]
     out["peak_rss_ratio"] = out["ours_peak_rss_mib"] / out["peer_peak_rss_mib"]
+    if "utilisation/update" in ours[0]:
+        out["ours_utilisation_update"] = median(ours, "utilisation/update")
+    if variant:
+        out["variant_samples_per_s"] = median(variant, "samples_per_s")
+        out["variant_peak_rss_mib"] = median(variant, "peak_rss_mib")
+        out["variant_speedup_vs_ours"] = out["variant_samples_per_s"] / out["ours_samples_per_s"]
+        out["variant_speedup_vs_peer"] = out["variant_samples_per_s"] / out["peer_samples_per_s"]
     if ours[0]["peak_gpu_mib"] is not None and peer[0]["peak_gpu_mib"] is not None:
         out["ours_peak_gpu_mib"] = median(ours, "peak_gpu_mib")
         out["peer_peak_gpu_mib"] = median(peer, "peak_gpu_mib")
@@ -58,23 +70,29 @@ def main(argv=None) -> dict:
     p.add_argument("--python", default=sys.executable, help="Our virtualenv's python.")
     p.add_argument("--peer_python", default=".venv-peer/bin/python", help="The peer's virtualenv (make bench-peer).")
     p.add_argument("--out", default=None, help="Also write every line and the summary to this JSON file.")
+    p.add_argument("--ours_variant", default="", help="Ours only, a third run per round with these flags on top.")
     args, flags = p.parse_known_args(argv)
     if not Path(args.peer_python).is_file():
         sys.exit(f"no peer python at {args.peer_python}; run `make bench-peer` first (installs trl==1.12.0)")
     if args.rounds < 1:
         sys.exit(f"--rounds {args.rounds}: at least 1 round is needed")
     # Our script builds the tiny models for these flags; the peer reads them.
-    ours, peer = [], []
+    ours, peer, variant = [], [], []
+    extra = shlex.split(args.ours_variant)
+    runs_per_round = [("ours", args.python, OURS, [], ours), ("peer", args.peer_python, PEER, [], peer)]
+    if extra:
+        runs_per_round.append(("ours " + args.ours_variant, args.python, OURS, extra, variant))
     for i in range(args.rounds):
-        for name, python, script, runs in (("ours", args.python, OURS, ours), ("peer", args.peer_python, PEER, peer)):
-            result = run(python, script, [*flags, "--label", f"{name} round {i + 1}"])
+        for name, python, script, more, runs in runs_per_round:
+            result = run(python, script, [*flags, *more, "--label", f"{name} round {i + 1}"])
             runs.append(result)
             print(json.dumps(result), flush=True)
-    summary = summarize(ours, peer)
+    summary = summarize(ours, peer, variant)
     print(json.dumps({"summary": summary}), flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"ours": ours, "peer": peer, "summary": summary}, indent=1) + "\n")
+        lines = {"ours": ours, "peer": peer, **({"variant": variant} if variant else {}), "summary": summary}
+        Path(args.out).write_text(json.dumps(lines, indent=1) + "\n")
     return summary
 
 

@@ -8,7 +8,12 @@ use; `peer_trl112/ppo_throughput_trl112.py` reads the same folder. Every respons
 token), the worst case and the same work for both implementations. The settings TRL 1.12 lacks are switched off so
 that both do the same work: no entropy bonus, no gradient clipping, no gradient checkpointing, no EOS penalty.
 `seconds_*` are per update: generation, forward (policy and reference log-probs, values; no grad), scoring, and
-optimization (the PPO epochs).
+optimization (the PPO epochs). `flops/*` are the matrix-product FLOPs each phase needed per timed update
+(`safety_rlhf.flops`: from each row's prompt and response lengths, no padding), `utilisation/*` = flops / seconds /
+peak, with `peak_gflops` what an fp32 2048 x 2048 matrix product reached in this process just before training.
+
+    .venv/bin/python benchmarks/ppo_throughput.py --policy_path models/smollm2-135m-instruct --use_peft \
+        --stop_token eos --prompt_length 64 --response_length 64 --trainable_layers 8   # real weights, ours only
 """
 
 import json
@@ -23,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_common  # noqa: E402
 
+LORA_R = 16  # with --use_peft: alpha 32, all linear layers, as the peer
 TINY_SFT = "tiny-sft"  # --policy_path value: build `make demo`'s SFT policy (about a minute on 2 cores), then use it
 
 
@@ -40,9 +46,10 @@ def build_models(args) -> None:
 
 
 def build_from_policy(args, tmp: Path) -> None:
-    """A trained policy (e.g. `runs/demo/sft` of `make demo`), a random reward model of its shape and tokenizer, and
-    the bundled training prompts with the chat template: variable prompt lengths, responses that stop at EOS."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    """A trained policy (e.g. `models/smollm2-135m-instruct`, `runs/demo/sft`), a reward model with its trunk and
+    tokenizer and a random one-label head, and the bundled training prompts with the chat template: variable prompt
+    lengths, responses that stop at EOS."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from safety_rlhf.data import load_prompts
 
@@ -53,9 +60,10 @@ def build_from_policy(args, tmp: Path) -> None:
         sys.exit(f"--policy_path {source} holds no config.json; pass a saved causal LM folder (make demo writes one)")
     shutil.copytree(source, tmp / "policy", ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.jsonl"))
     tokenizer = AutoTokenizer.from_pretrained(source)
-    config = AutoConfig.from_pretrained(source, num_labels=1)
-    torch.manual_seed(args.seed)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp / "reward")
+    torch.manual_seed(args.seed)  # the head's initialisation
+    reward = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=torch.float32)
+    reward.save_pretrained(tmp / "reward")
+    del reward
     tokenizer.save_pretrained(tmp / "reward")
     rows = load_prompts("bundled", split="train")
     ids = [
@@ -124,12 +132,51 @@ def build_random(args, tmp: Path) -> None:
     (tmp / "prompts.json").write_text(json.dumps(prompts.tolist()))
 
 
+def utilisation(args, training_args, models: Path, shapes: list, result: dict, peak_gflops: float) -> dict:
+    """Matrix-product FLOPs per phase of a timed update (`safety_rlhf.flops`, from each row's prompt and response
+    lengths: useful FLOPs, no padding), and the share of the machine's matmul peak they used in the phase's time."""
+    from transformers import AutoConfig
+
+    from safety_rlhf import flops
+
+    dims = {name: flops.Dims.from_config(AutoConfig.from_pretrained(models / name)) for name in ("policy", "reward")}
+    per_update = [
+        flops.ppo_update(
+            dims["policy"], dims["policy"], dims["reward"], prompts, responses,  # the critic is the policy's shape
+            num_ppo_epochs=training_args.num_ppo_epochs,
+            lora_r=LORA_R if args.use_peft else 0,
+            trainable_layers=args.trainable_layers,
+            logprobs_from_generation=training_args.logprobs_from_generation,
+        )
+        for prompts, responses in shapes
+    ]  # fmt: skip
+    out = {"peak_gflops": round(peak_gflops, 1)}
+    seconds = {phase: result[f"seconds_{phase}"] for phase in flops.PHASES}
+    seconds["update"] = result["seconds_per_update"]
+    for phase in (*flops.PHASES, "update"):
+        count = sum(sum(u.values()) if phase == "update" else u[phase] for u in per_update) / len(per_update)
+        out[f"flops/{phase}"] = count
+        out[f"utilisation/{phase}"] = (
+            round(count / seconds[phase] / (peak_gflops * 1e9), 4) if seconds[phase] else None
+        )
+    return out
+
+
 def main(argv=None) -> dict:
     parser = bench_common.parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--recompute_logprobs", action="store_true", help="Ours only: logprobs_from_generation=False (ablation)."
     )
+    parser.add_argument(
+        "--trainable_layers",
+        type=int,
+        default=None,
+        help="Ours only: LoRA on the top K layers and the frozen prefix cached (needs --use_peft). It changes the "
+        "training, so it is never an equal-settings comparison with the peer.",
+    )
     args = bench_common.finish_args(parser.parse_args(argv))
+    if args.trainable_layers is not None and not args.use_peft:
+        sys.exit(f"--trainable_layers {args.trainable_layers} restricts LoRA to the top layers: add --use_peft")
     if not bench_common.models_exist(args.models_dir, args.num_prompts):
         build_models(args)
 
@@ -149,7 +196,7 @@ def main(argv=None) -> dict:
         model_name_or_path=str(models / "policy"),
         dtype="float32",
         use_peft=args.use_peft,
-        lora_r=16,
+        lora_r=LORA_R,
         lora_alpha=32,
         lora_dropout=0.0,
         lora_target_modules="all-linear",
@@ -167,24 +214,30 @@ def main(argv=None) -> dict:
         gradient_checkpointing=False,
         save_steps=0,
         sample_completions=0,
+        trainable_layers=args.trainable_layers,
     )
     tokenizer = load_tokenizer(model_args)
     prompts = bench_common.load_prompts(models, args.num_prompts)
     dataset = Dataset.from_dict({"input_ids": prompts, "prompt": tokenizer.batch_decode(prompts)})
-    policy = load_policy(model_args, tokenizer, gradient_checkpointing=False)
+    policy = load_policy(model_args, tokenizer, gradient_checkpointing=False, trainable_layers=args.trainable_layers)
     value = load_value_model(str(models / "policy"), model_args, tokenizer, gradient_checkpointing=False)
     reward = SafetyRewardModel.from_pretrained(str(models / "reward"))
     trainer = SafetyPPOTrainer(training_args, tokenizer, policy, value, reward, dataset)
+    peak_gflops = bench_common.matmul_peak_gflops()
 
     clock = bench_common.UpdateClock(args.warmup_updates, trainer.accelerator.device)
     generate = rollout.generate
     stop_id = tokenizer.eos_token_id if args.stop_token == "eos" else None
 
-    def counted_generate(*a, **kw):
+    shapes = []  # per update: (prompt lengths, response lengths) of its rows, for the FLOP count
+
+    def counted_generate(policy, queries, query_mask, *a, **kw):
         clock.mark_update()
-        out = generate(*a, **kw)
+        out = generate(policy, queries, query_mask, *a, **kw)
         responses = out[0] if isinstance(out, tuple) else out
-        clock.generated_tokens[-1] += bench_common.count_response_tokens(responses, stop_id)
+        lengths = bench_common.response_lengths(responses, stop_id)
+        clock.generated_tokens[-1] += int(lengths.sum())
+        shapes.append((query_mask.sum(1).tolist(), lengths.tolist()))
         return out
 
     rollout.generate = counted_generate
@@ -197,6 +250,8 @@ def main(argv=None) -> dict:
         for phase in bench_common.PHASES:
             clock.phase[phase][i] = metrics.get(f"time/{phase}", float("nan"))  # nan: a trainer without timers
     result = clock.result(args, "safety-rlhf", training_args.batch_size)
+    result["settings"]["trainable_layers"] = args.trainable_layers
+    result.update(utilisation(args, training_args, models, shapes[args.warmup_updates :], result, peak_gflops))
     bench_common.print_result(result)
     return result
 

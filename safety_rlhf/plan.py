@@ -18,6 +18,12 @@ Phases, which do not overlap, so the peak is the static part plus the largest of
                 layer's input plus one recomputed layer under gradient checkpointing), and the (micro, R + 1, V)
                 logits, their temperature-scaled copy and gradient
 
+With `trainable_layers` K (LoRA on the top K decoder layers, `safety_rlhf.prefix_cache`), the policy's adapter
+covers the top K layers only, the PPO epochs store the policy's activations of those K layers only, and the output
+of the frozen bottom layers, a (local_batch_size, prompt + response, hidden) tensor in the compute dtype, is kept
+from the rollout passes through the PPO epochs (it counts in both phases). The critic is unchanged (its own model,
+LoRA'd on every layer); the reference costs no weights under LoRA, with or without K.
+
 A GRPO recipe (one that sets `num_generations`, or `--algorithm grpo`) is planned with TRL's `GRPOTrainer` in mind:
 no critic; a reference only when `beta` > 0 (none under LoRA: the adapter is switched off; a full copy at the
 recipe's dtype otherwise); `per_device_train_batch_size` counts completions (`num_generations` per prompt), and each
@@ -29,12 +35,14 @@ steps_per_generation` completions), then runs the reference and the loss on micr
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 
 import torch
 
 from . import SafetyRLHFError
 from .config import check_fields
+from .prefix_cache import check_trainable_layers
 
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "auto": 2, None: 4}
@@ -176,10 +184,14 @@ def meta_model(config, causal_lm: bool = True):
         return AutoModel.from_config(config)
 
 
-def lora_targets(model, target_modules) -> list[torch.nn.Linear]:
-    """The linear layers PEFT would adapt: `all-linear` = every Linear except the output head."""
+def lora_targets(model, target_modules, trainable_layers: int | None = None) -> list[torch.nn.Linear]:
+    """The linear layers PEFT would adapt: `all-linear` = every Linear except the output head; with
+    `trainable_layers` K, only those of the top K decoder layers (`layers_to_transform`)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head]
+    if trainable_layers is not None:
+        first = model.config.num_hidden_layers - trainable_layers
+        linears = [(n, m) for n, m in linears if (i := re.search(r"\.layers\.(\d+)\.", n)) and int(i[1]) >= first]
     if target_modules in ("all-linear", ["all-linear"]):
         return [m for _, m in linears]
     names = {target_modules} if isinstance(target_modules, str) else set(target_modules or [])
@@ -197,7 +209,7 @@ class ModelMemory:
 
 
 def model_memory(model, dtype_bytes: int, load_in_4bit: bool, nested: bool, lora_r: int | None,
-                 target_modules, trainable: bool) -> ModelMemory:  # fmt: skip
+                 target_modules, trainable: bool, trainable_layers: int | None = None) -> ModelMemory:  # fmt: skip
     """Weights at the recipe's precision (NF4 for the non-head linear layers under 4-bit) and the trainable state.
 
     Under LoRA the adapter (r x (in + out) per adapted layer) is trained in fp32: 4 bytes of weight, 4 of gradient,
@@ -212,7 +224,8 @@ def model_memory(model, dtype_bytes: int, load_in_4bit: bool, nested: bool, lora
     if not trainable:
         return ModelMemory(params, 0, weight_bytes, 0.0)
     if lora_r:
-        adapter = sum(lora_r * (m.in_features + m.out_features) for m in lora_targets(model, target_modules))
+        targets = lora_targets(model, target_modules, trainable_layers)
+        adapter = sum(lora_r * (m.in_features + m.out_features) for m in targets)
         return ModelMemory(params, adapter, weight_bytes + 4 * adapter, 12 * adapter)
     return ModelMemory(params, params, weight_bytes, 3 * dtype_bytes * params)
 
@@ -262,9 +275,17 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     reward_dtype = getattr(reward_config, "dtype", None) or getattr(reward_config, "torch_dtype", None)
     reward_bytes = DTYPE_BYTES.get(str(reward_dtype).replace("torch.", "") if reward_dtype else None, 4)
 
+    top = ppo_args.trainable_layers  # = K: LoRA on the top K policy layers, the frozen prefix cached
+    if top is not None:
+        if not lora_r:
+            raise SafetyRLHFError(
+                f"trainable_layers={top} restricts LoRA to the top layers but use_peft is off; pass --use_peft true "
+                "or unset trainable_layers"
+            )
+        check_trainable_layers(top, policy_config.num_hidden_layers)
     policy_model = meta_model_of(model_args.model_name_or_path, "policy", True)
     policy = model_memory(policy_model, dtype_bytes, four_bit, nested, lora_r,
-                          model_args.lora_target_modules, trainable=True)  # fmt: skip
+                          model_args.lora_target_modules, trainable=True, trainable_layers=top)  # fmt: skip
     critic_model = meta_model_of(critic_path, "value model", False)
     critic = model_memory(critic_model, dtype_bytes, four_bit, nested, lora_r, model_args.lora_target_modules,
                           trainable=True)  # fmt: skip
@@ -282,17 +303,22 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     seq = prompt + response
     act = dtype_bytes  # activations follow the weights' precision (the compute dtype under 4-bit)
 
+    # The bottom layers' output for the whole rollout batch, from the rollout passes to the last PPO epoch.
+    prefix = ppo_args.local_batch_size * seq * p_dims["H"] * act if top is not None else 0
+
     generation = kv_cache_bytes(p_dims, chunk * seq, act) + 3 * chunk * vocab * 4
     rollout = (
         max(chunk * seq * (2 * d["H"] + d["I"] + 2 * d["KV"]) * act for d in (p_dims, c_dims, r_dims))
         + 2 * chunk * (response + 1) * vocab * act
+        + prefix
     )
-    training_policy = training_activation_bytes(p_dims, micro * seq, act, checkpointing)
+    trained_dims = p_dims if top is None else {**p_dims, "L": top}  # the PPO epochs run the top K layers only
+    training_policy = training_activation_bytes(trained_dims, micro * seq, act, checkpointing)
     training_critic = training_activation_bytes(c_dims, micro * seq, act, checkpointing)
     training_logits = 3 * micro * (response + 1) * vocab * act
     # bitsandbytes dequantizes one 4-bit weight at a time for its matmul (the head is not quantized).
     dequant = max(m.weight.numel() for m in lora_targets(policy_model, "all-linear")) * act * four_bit
-    training = training_policy + training_critic + training_logits + dequant
+    training = training_policy + training_critic + training_logits + dequant + prefix
 
     static = {
         "policy weights": policy.weight_bytes,
@@ -323,6 +349,7 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
             "lora_r": lora_r,
             "max_prompt_length": prompt,
             "response_length": response,
+            "trainable_layers": top,
         },  # fmt: skip
         "static_bytes": static,
         "phase_bytes": phases,
@@ -331,6 +358,7 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
             "critic activations": training_critic,
             "logits": training_logits,
             "4-bit dequantized weight": dequant,
+            "cached prefix hidden state": prefix,
         },  # fmt: skip
         "peak_bytes": peak,
         "needed_bytes": need,
@@ -491,6 +519,7 @@ def render(plan: dict, plan_args: PlanArguments, suggestion: dict | None) -> str
             f"settings: dtype {s['dtype']}, 4-bit {s['load_in_4bit']}, LoRA r {s['lora_r']}, micro-batch "
             f"{s['per_device_train_batch_size']}, gradient checkpointing {s['gradient_checkpointing']}, rollout chunk "
             f"{s['local_rollout_forward_batch_size']}, {s['max_prompt_length']} + {s['response_length']} tokens"
+            + (f", LoRA on the top {s['trainable_layers']} layers" if s["trainable_layers"] else "")
         )
     lines += [
         "",

@@ -32,6 +32,20 @@ def test_ppo_throughput_reports_one_consistent_json_line(tmp_path, capsys):
     phases = sum(result[f"seconds_{p}"] for p in ("generation", "forward", "scoring", "optimization"))
     assert 0 < phases <= result["seconds_per_update"] * 1.01
     assert result["peak_rss_mib"] > 100 and result["peak_gpu_mib"] is None
+    # FLOPs from the shapes: no stop token, so every row is 8 + 6 tokens; utilisation = flops / seconds / peak.
+    from transformers import AutoConfig
+
+    from safety_rlhf import flops
+
+    dims = flops.Dims.from_config(AutoConfig.from_pretrained(tmp_path / "models" / "policy"))
+    expected = flops.ppo_update(dims, dims, dims, [8] * 4, [6] * 4, num_ppo_epochs=1)
+    assert {p: result[f"flops/{p}"] for p in flops.PHASES} == expected
+    assert result["flops/update"] == sum(expected.values())
+    assert result["peak_gflops"] > 0
+    for phase in (*flops.PHASES, "update"):
+        seconds = result[f"seconds_{phase}" if phase != "update" else "seconds_per_update"]
+        utilisation = result[f"flops/{phase}"] / seconds / (result["peak_gflops"] * 1e9)
+        assert result[f"utilisation/{phase}"] == pytest.approx(utilisation, rel=0.01, abs=1e-4)
     prompts = json.loads((tmp_path / "models" / "prompts.json").read_text())
     assert len(prompts) == 3 * 4 and {len(p) for p in prompts} == {8}
 
@@ -47,6 +61,12 @@ def test_compare_summary_takes_medians_and_ratios():
     assert summary["speedup"] == 1.75
     assert summary["speedup_median_of_rounds"] == 1.5  # rounds: 1.5, 2.0, 1.0
     assert summary["peak_rss_ratio"] == round(100 / 120, 3)
+    assert "variant_samples_per_s" not in summary
+    # An ours-only variant (e.g. --trainable_layers): its own medians, against ours and against the peer.
+    variant = [run(7.0, 100), run(5.0, 100), run(6.0, 80)]
+    summary = compare.summarize(ours, peer, variant)
+    assert summary["variant_samples_per_s"] == 6.0 and summary["variant_peak_rss_mib"] == 100
+    assert summary["variant_speedup_vs_ours"] == round(6.0 / 3.5, 3) and summary["variant_speedup_vs_peer"] == 3.0
 
 
 @pytest.mark.slow

@@ -202,3 +202,71 @@ def test_grpo_plan_of_the_smollm2_recipe_and_a_smaller_gpu(capsys):
     assert cli(["plan", "--config", recipe, "--reward_model_config", "minilm", "--gpu_memory_gib", "3"]) == 0
     out = capsys.readouterr().out
     assert "no critic (GRPO)" in out and "does NOT fit" in out and "--per_device_train_batch_size" in out
+
+
+def test_ppo_plan_with_trainable_layers_by_hand(tmp_path, tiny_models, capsys):
+    import yaml
+    from transformers import AutoModelForCausalLM
+
+    c = AutoModelForCausalLM.from_pretrained(tiny_models["policy"]).config
+    H, I, L = c.hidden_size, c.intermediate_size, c.num_hidden_layers  # noqa: E741
+    KV = c.num_key_value_heads * (getattr(c, "head_dim", None) or H // c.num_attention_heads)
+    recipe = tmp_path / "ppo.yaml"
+    recipe.write_text(yaml.safe_dump(dict(
+        model_name_or_path=str(tiny_models["policy"]), dtype="float32", reward_model_path=str(tiny_models["policy"]),
+        use_peft=True, lora_r=4, lora_target_modules="all-linear", max_prompt_length=32, response_length=16,
+        per_device_train_batch_size=2, gradient_accumulation_steps=4, local_rollout_forward_batch_size=8,
+        gradient_checkpointing=False, output_dir=str(tmp_path / "out"),
+    )))  # fmt: skip
+    before = run_plan(capsys, "--config", str(recipe))["plan"]
+    after = run_plan(capsys, "--config", str(recipe), "--trainable_layers", "1")["plan"]
+    assert before["settings"]["trainable_layers"] is None and after["settings"]["trainable_layers"] == 1
+
+    # LoRA r = 4 on q, k, v, o, gate, up, down of one layer: r x (in + out) each
+    per_layer = 4 * ((H + H) + (H + KV) + (H + KV) + (H + H) + 3 * (H + I))
+    assert before["params"]["policy_trainable"] == L * per_layer
+    assert after["params"]["policy_trainable"] == 1 * per_layer  # the top layer only
+    assert after["params"]["critic_trainable"] == before["params"]["critic_trainable"]  # the critic: every layer
+    assert (
+        before["static_bytes"]["policy weights"] - after["static_bytes"]["policy weights"] == 4 * (L - 1) * per_layer
+    )
+    assert after["static_bytes"]["policy trainable state (grads + AdamW)"] == 12 * per_layer
+    assert after["static_bytes"]["reference"] == 0  # LoRA: the adapter switched off, with or without the cache
+
+    # The cached prefix: the whole local batch (8 rows) x (32 + 16) tokens x H, fp32, in the rollout and training
+    seq, prefix = 32 + 16, 8 * (32 + 16) * H * 4
+    assert after["training_detail_bytes"]["cached prefix hidden state"] == prefix
+    assert before["training_detail_bytes"]["cached prefix hidden state"] == 0
+    assert (
+        after["phase_bytes"]["rollout forwards (no grad)"]
+        == before["phase_bytes"]["rollout forwards (no grad)"] + prefix
+    )
+    # The PPO epochs store the policy's activations of the top layer only (micro-batch 2, no checkpointing).
+    layer = 6 * H + 2 * KV + 4 * I
+    assert before["training_detail_bytes"]["policy activations"] == 2 * seq * 4 * L * layer
+    assert after["training_detail_bytes"]["policy activations"] == 2 * seq * 4 * 1 * layer
+    assert after["phase_bytes"]["training"] == (
+        before["phase_bytes"]["training"] - 2 * seq * 4 * (L - 1) * layer + prefix
+    )
+    assert after["peak_bytes"] == sum(after["static_bytes"].values()) + max(after["phase_bytes"].values())
+
+    # K outside 1..L, or K without LoRA: one-line errors.
+    assert cli(["plan", "--config", str(recipe), "--trainable_layers", str(L + 1)]) == 2
+    assert f"outside 1..{L}" in capsys.readouterr().err
+    assert cli(["plan", "--config", str(recipe), "--trainable_layers", "1", "--use_peft", "false"]) == 2
+    assert "use_peft" in capsys.readouterr().err
+
+
+def test_plan_of_the_7b_recipe_with_trainable_layers(capsys):
+    recipe = ["--config", "recipes/qwen2.5-7b-instruct/ppo_qlora.yaml", "--gpu_memory_gib", "24"]
+    before = run_plan(capsys, *recipe)["plan"]
+    after = run_plan(capsys, *recipe, "--trainable_layers", "8")["plan"]
+    # Qwen2.5-7B: LoRA r = 16 on 8 of 28 layers; each layer's linears hold 16 x (in + out) adapter weights.
+    H, I, KV = 3584, 18944, 512  # noqa: E741
+    per_layer = 16 * ((H + H) + 2 * (H + KV) + (H + H) + 3 * (H + I))
+    assert (
+        before["params"]["policy_trainable"] == 28 * per_layer and after["params"]["policy_trainable"] == 8 * per_layer
+    )
+    # Cached prefix: 32 rows x 512 tokens x 3584 in bf16 = 112 MiB
+    assert after["training_detail_bytes"]["cached prefix hidden state"] == 32 * 512 * 3584 * 2
+    assert after["peak_bytes"] < before["peak_bytes"] and after["fits"]
