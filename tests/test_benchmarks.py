@@ -50,6 +50,22 @@ def test_ppo_throughput_reports_one_consistent_json_line(tmp_path, capsys):
     assert len(prompts) == 3 * 4 and {len(p) for p in prompts} == {8}
 
 
+def test_ppo_throughput_trainable_layers_counts_the_top_layers_only(tmp_path):
+    from transformers import AutoConfig
+
+    from safety_rlhf import flops
+
+    flags = [*TINY, "--num_layers", "2", "--updates", "1", "--use_peft", "--trainable_layers", "1",
+             "--models_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    result = ppo_throughput.main(flags)
+    assert result["settings"]["trainable_layers"] == 1 and result["settings"]["use_peft"]
+    dims = flops.Dims.from_config(AutoConfig.from_pretrained(tmp_path / "models" / "policy"))
+    expected = flops.ppo_update(dims, dims, dims, [8] * 4, [6] * 4, num_ppo_epochs=1, lora_r=16, trainable_layers=1)
+    assert {p: result[f"flops/{p}"] for p in flops.PHASES} == expected
+    with pytest.raises(SystemExit, match="--use_peft"):
+        ppo_throughput.main([*TINY, "--trainable_layers", "1"])
+
+
 def test_compare_summary_takes_medians_and_ratios():
     def run(samples, rss):
         return {"samples_per_s": samples, "peak_rss_mib": rss, "peak_gpu_mib": None}
