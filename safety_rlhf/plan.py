@@ -21,8 +21,15 @@ Phases, which do not overlap, so the peak is the static part plus the largest of
 With `trainable_layers` K (LoRA on the top K decoder layers, `safety_rlhf.prefix_cache`), the policy's adapter
 covers the top K layers only, the PPO epochs store the policy's activations of those K layers only, and the output
 of the frozen bottom layers, a (local_batch_size, prompt + response, hidden) tensor in the compute dtype, is kept
-from the rollout passes through the PPO epochs (it counts in both phases). The critic is unchanged (its own model,
-LoRA'd on every layer); the reference costs no weights under LoRA, with or without K.
+from the rollout passes through the PPO epochs (it counts in both phases). The reference costs no weights under
+LoRA, with or without K.
+
+Critics (`critic`, `safety_rlhf.critics`): `separate` is a model of its own (`value_model_path` or the policy's base,
+LoRA'd like the policy, plus a head); `shared` is a head on the policy's trunk, so it adds only the head and no
+activations (the policy's forward gives the values); `prefix` is a trainable copy of the policy's top
+`critic_layers` K' layers and final norm in the compute dtype (weights, gradients and two AdamW moments) plus a
+head, and stores the activations of its K' layers. The no-grad rollout passes are bounded by one layer of the
+largest model either way, so they do not change.
 
 A GRPO recipe (one that sets `num_generations`, or `--algorithm grpo`) is planned with TRL's `GRPOTrainer` in mind:
 no critic; a reference only when `beta` > 0 (none under LoRA: the adapter is switched off; a full copy at the
@@ -266,7 +273,10 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     four_bit, nested = bool(model_args.load_in_4bit), bool(model_args.use_bnb_nested_quant)
 
     policy_config, policy_source = resolve_config(model_args.model_name_or_path, "policy")
-    critic_path = ppo_args.value_model_path or model_args.model_name_or_path
+    kind = ppo_args.critic  # separate | shared | prefix (`safety_rlhf.critics`)
+    # Only the separate critic reads value_model_path; the others start from the policy.
+    critic_path = ppo_args.value_model_path if kind == "separate" and ppo_args.value_model_path else None
+    critic_path = critic_path or model_args.model_name_or_path
     critic_config, critic_source = resolve_config(critic_path, "value model")
     reward_path = plan_args.reward_model_config or ppo_args.reward_model_path
     if not reward_path:
@@ -292,6 +302,15 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     head = critic_config.hidden_size + 1  # the value head, fp32-trained like an adapter
     critic = ModelMemory(critic.params + head, critic.trainable + head, critic.weight_bytes + 4 * head,
                          critic.state_bytes + 12 * head)  # fmt: skip
+    critic_layers = None  # = K', the prefix critic's layers
+    if kind == "shared":  # a head on the policy's trunk: no model of its own
+        critic = ModelMemory(head, head, 4 * head, 12 * head)
+    elif kind == "prefix":  # a trainable copy of the top K' layers and the final norm, in the compute dtype
+        critic_layers = ppo_args.critic_layers or top
+        copied = critic_layers * sum(p.numel() for p in policy_model.model.layers[-1].parameters())
+        copied += policy_config.hidden_size  # the final norm
+        critic = ModelMemory(copied + head, copied + head, dtype_bytes * copied + 4 * head,
+                             3 * dtype_bytes * copied + 12 * head)  # fmt: skip
     reward = model_memory(
         meta_model_of(reward_path, "reward model", False), reward_bytes, False, False, None, None, False
     )
@@ -315,6 +334,10 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     trained_dims = p_dims if top is None else {**p_dims, "L": top}  # the PPO epochs run the top K layers only
     training_policy = training_activation_bytes(trained_dims, micro * seq, act, checkpointing)
     training_critic = training_activation_bytes(c_dims, micro * seq, act, checkpointing)
+    if kind == "shared":  # the policy's own forward gives the values
+        training_critic = 0
+    elif kind == "prefix":
+        training_critic = training_activation_bytes({**p_dims, "L": critic_layers}, micro * seq, act, checkpointing)
     training_logits = 3 * micro * (response + 1) * vocab * act
     # bitsandbytes dequantizes one 4-bit weight at a time for its matmul (the head is not quantized).
     dequant = max(m.weight.numel() for m in lora_targets(policy_model, "all-linear")) * act * four_bit
@@ -350,6 +373,8 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
             "max_prompt_length": prompt,
             "response_length": response,
             "trainable_layers": top,
+            "critic": kind,
+            "critic_layers": critic_layers,
         },  # fmt: skip
         "static_bytes": static,
         "phase_bytes": phases,

@@ -250,6 +250,21 @@ def test_ppo_plan_with_trainable_layers_by_hand(tmp_path, tiny_models, capsys):
     )
     assert after["peak_bytes"] == sum(after["static_bytes"].values()) + max(after["phase_bytes"].values())
 
+    # Critics: `shared` is a head on the policy's trunk (no weights, no activations of its own); `prefix` a copy of
+    # the policy's top K' = 1 layer (Qwen2: q and v with bias, k, o, MLP, two norms) and the final norm, trained in
+    # full in fp32, plus the head.
+    head = H + 1
+    shared = run_plan(capsys, "--config", str(recipe), "--trainable_layers", "1", "--critic", "shared")["plan"]
+    assert shared["static_bytes"]["critic weights"] == 4 * head
+    assert shared["static_bytes"]["critic trainable state (grads + AdamW)"] == 12 * head
+    assert shared["training_detail_bytes"]["critic activations"] == 0
+    prefix_critic = run_plan(capsys, "--config", str(recipe), "--trainable_layers", "1", "--critic", "prefix")["plan"]
+    copied = (H * H + H) + 2 * (H * KV + KV) + H * H + 3 * H * I + 2 * H + H
+    assert prefix_critic["settings"]["critic_layers"] == 1 and prefix_critic["params"]["critic"] == copied + head
+    assert prefix_critic["static_bytes"]["critic weights"] == 4 * copied + 4 * head
+    assert prefix_critic["static_bytes"]["critic trainable state (grads + AdamW)"] == 12 * copied + 12 * head
+    assert prefix_critic["training_detail_bytes"]["critic activations"] == 2 * seq * 4 * 1 * layer
+
     # K outside 1..L, or K without LoRA: one-line errors.
     assert cli(["plan", "--config", str(recipe), "--trainable_layers", str(L + 1)]) == 2
     assert f"outside 1..{L}" in capsys.readouterr().err
