@@ -155,7 +155,9 @@ def main(script_args: ScriptArguments, training_args: SafetyGRPOConfig, model_ar
         raise SafetyRLHFError("use_vllm is not supported by `safety-rlhf grpo`; generation runs in transformers")
     check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, bool(resume))
     # Everything that can fail on bad input runs before the first byte is written to output_dir.
-    reward_model = load_reward(training_args.reward_model_path)
+    reward_model = load_reward(
+        training_args.reward_model_path, training_args.trust_remote_code, script_args.allow_pickle_weights
+    )
     tokenizer = load_tokenizer(model_args, training_args.trust_remote_code)
     peft_config = get_peft_config(model_args)
     if tokenizer.needs_resize and peft_config is None and training_args.beta:
@@ -171,6 +173,7 @@ def main(script_args: ScriptArguments, training_args: SafetyGRPOConfig, model_ar
         gradient_checkpointing=training_args.gradient_checkpointing,
         trust_remote_code=training_args.trust_remote_code,
         apply_peft=False,
+        allow_pickle=script_args.allow_pickle_weights,
     )
     generation_eos = model.generation_config.eos_token_id if model.generation_config is not None else None
     stop_ids = {
