@@ -398,12 +398,10 @@ class SafetyPPOTrainer:
 
     def stop_requested(self, received: list) -> bool:
         """Whether any process received a stop signal: all processes stop at the same update."""
-        flag = torch.tensor(float(bool(received)), device=self.accelerator.device)
-        if self.accelerator.num_processes > 1:
-            flag = self.accelerator.reduce(flag, reduction="sum")
-            if flag > 0 and not received:
-                received.append("a signal on another process")
-        return bool(flag > 0)
+        stop = self.on_any_rank(bool(received))
+        if stop and not received:
+            received.append("a signal on another process")
+        return stop
 
     def close(self) -> None:
         """End the run (trackers, process group) in an order that cannot deadlock at exit.
@@ -603,10 +601,14 @@ class SafetyPPOTrainer:
     def all_finite(self, *values) -> bool:
         """Whether every value is finite on every process. One decision for all ranks: a rank that skipped an update
         alone would leave the others waiting forever in a collective (an all-reduce, DDP's gradient sync)."""
-        bad = torch.tensor(0.0 if rollout.is_finite(*values) else 1.0, device=self.accelerator.device)
-        if self.accelerator.num_processes > 1:
-            bad = self.accelerator.reduce(bad, reduction="sum")
-        return bool(bad == 0)
+        return not self.on_any_rank(not rollout.is_finite(*values))
+
+    def on_any_rank(self, flag: bool) -> bool:
+        """Whether `flag` holds on any process (one scalar all-reduce; no collective on a single process)."""
+        if self.accelerator.num_processes == 1:
+            return flag
+        total = self.accelerator.reduce(torch.tensor(float(flag), device=self.accelerator.device), reduction="sum")
+        return bool(total > 0)
 
     def count_nonfinite(self, finite: bool) -> None:
         """Skipped (non-finite) updates in a row; the run stops with a clear error after `max_nonfinite_updates`."""
