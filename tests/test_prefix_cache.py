@@ -1,6 +1,8 @@
 """Frozen-prefix caching is exact: bottom once + top K layers give the full model's log-probs, reference log-probs,
 LoRA gradients and logits, on left-padded batches of tiny Llama, Mistral and Qwen2 models (fp32 and 4-bit)."""
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 from helpers import (
@@ -40,6 +42,22 @@ def cached_logprobs(split, hidden, attention_mask, position_ids, responses):
     return rollout.response_logprobs(logits, responses, TEMPERATURE)
 
 
+def assert_cached_equals_full(policy, with_reference: bool = False) -> None:
+    """The policy's log-probs (and the reference's, adapter off) from the cached path equal the full forward's."""
+    ids, attention_mask, position_ids, responses = batch()
+    split = DecoderSplit(policy, trainable_layers=TOP)
+    with torch.no_grad():
+        hidden = split.bottom(ids, attention_mask, position_ids)
+        for adapter_off in (False, True) if with_reference else (False,):
+            with policy.disable_adapter() if adapter_off else nullcontext():
+                torch.testing.assert_close(
+                    cached_logprobs(split, hidden, attention_mask, position_ids, responses),
+                    full_logprobs(policy, ids, attention_mask, position_ids, responses),
+                    atol=TOL,
+                    rtol=0,
+                )
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_cached_policy_and_reference_logprobs_equal_the_full_forward(name):
     policy = with_lora(tiny_lm(name))
@@ -64,17 +82,7 @@ def test_cached_policy_and_reference_logprobs_equal_the_full_forward(name):
 
 
 def test_eager_attention_is_exact_too():
-    policy = with_lora(tiny_lm("qwen2-sliding", attn="eager"))
-    ids, attention_mask, position_ids, responses = batch()
-    split = DecoderSplit(policy, trainable_layers=TOP)
-    with torch.no_grad():
-        hidden = split.bottom(ids, attention_mask, position_ids)
-        torch.testing.assert_close(
-            cached_logprobs(split, hidden, attention_mask, position_ids, responses),
-            full_logprobs(policy, ids, attention_mask, position_ids, responses),
-            atol=TOL,
-            rtol=0,
-        )
+    assert_cached_equals_full(with_lora(tiny_lm("qwen2-sliding", attn="eager")))
 
 
 def test_sliding_window_is_taken_per_layer_index():
@@ -190,24 +198,7 @@ def test_four_bit_model_is_exact(tmp_path):
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
     model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=quantization, device_map={"": "cpu"})
     assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
-    policy = with_lora(model)
-    ids, attention_mask, position_ids, responses = batch()
-    split = DecoderSplit(policy, trainable_layers=TOP)
-    with torch.no_grad():
-        hidden = split.bottom(ids, attention_mask, position_ids)
-        torch.testing.assert_close(
-            cached_logprobs(split, hidden, attention_mask, position_ids, responses),
-            full_logprobs(policy, ids, attention_mask, position_ids, responses),
-            atol=TOL,
-            rtol=0,
-        )
-        with policy.disable_adapter():
-            torch.testing.assert_close(
-                cached_logprobs(split, hidden, attention_mask, position_ids, responses),
-                full_logprobs(policy, ids, attention_mask, position_ids, responses),
-                atol=TOL,
-                rtol=0,
-            )
+    assert_cached_equals_full(with_lora(model), with_reference=True)
 
 
 def test_ppo_with_the_cached_prefix_equals_the_uncached_run(tiny_models, tmp_path):
