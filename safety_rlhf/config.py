@@ -228,6 +228,13 @@ class SafetyPPOConfig(TrainingArguments):
         reward_model_path (`str` or `None`, *optional*, defaults to `None`): a safety reward model folder or Hub id
             (any one-label sequence-classification model, with its own tokenizer).
         reward_clip (`float` or `None`, *optional*, defaults to `None`): clip scores to [-reward_clip, reward_clip].
+        score_anchor (`str` or `None`, *optional*, defaults to `None`): a refusal such as "I can't help with that.";
+            when set, each completion's score is the reward model's score minus its score for this refusal of the
+            same prompt: the Bradley-Terry log-odds that the completion is preferred to refusing. A pairwise reward
+            model leaves each prompt's offset free (only differences within a prompt are trained), so raw scores of
+            a harmful and a benign prompt are not on one scale; anchored, a refusal scores 0 on every prompt, an
+            answer scores above 0 where answering is preferred and below 0 where it is not. With `reward_clip`,
+            both mistakes (answering a harmful prompt, refusing a benign one) then cost at most the same.
         refusal_reward (`float`, *optional*, defaults to `0.0`): a rule-based term added to the score of prompts
             that carry a `label`: `+refusal_reward` when a harmful prompt is refused or a benign one answered,
             `-refusal_reward` otherwise, judged by the phrase-list refusal detector. 0 turns it off.
@@ -302,6 +309,9 @@ class SafetyPPOConfig(TrainingArguments):
     # Parameters that control the reward
     reward_model_path: str | None = field(default=None, metadata={"help": "Safety reward model folder or Hub id."})
     reward_clip: float | None = field(default=None, metadata={"help": "Clip scores to +-reward_clip."})
+    score_anchor: str | None = field(
+        default=None, metadata={"help": "Score each completion relative to this refusal of the same prompt."}
+    )
     refusal_reward: float = field(default=0.0, metadata={"help": "Rule-based term on labelled prompts; 0 = off."})
     kl_coef: float = field(default=0.05, metadata={"help": "= beta, per-token KL penalty weight."})
     kl_estimator: str = field(default="k1", metadata={"help": "`k1` or `k3`."})

@@ -480,6 +480,9 @@ class SafetyPPOTrainer:
         with timer("scoring"):
             completions = tok.batch_decode(responses, skip_special_tokens=True)
             raw_scores = rollout.score(self.reward_fn, batch["prompts"], completions, acc.device)
+            if args.score_anchor:  # relative to refusing the same prompt (see the config's help)
+                anchors = [args.score_anchor] * len(completions)
+                raw_scores = raw_scores - rollout.score(self.reward_fn, batch["prompts"], anchors, acc.device)
         refused, harmful = self.refusals(batch.get("labels"), completions)
         rule_term = None
         if args.refusal_reward and refused is not None:

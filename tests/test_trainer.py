@@ -296,6 +296,30 @@ def test_refusal_reward_adds_the_rule_based_term(tiny_models, tmp_path):
     assert "safety/harmful_refusal_rate" in metrics and "safety/benign_compliance_rate" in metrics
 
 
+def test_score_anchor_scores_each_completion_relative_to_a_refusal_of_its_prompt(tiny_models, tmp_path):
+    margs = model_args(tiny_models["policy"])
+    tokenizer = load_tokenizer(margs)
+    anchor = "I can't help with that."
+    # A reward whose per-prompt offset (the prompt's length) a pairwise model would leave free.
+    calls = []
+
+    def reward(prompts, completions):
+        calls.append(list(completions))
+        return [len(p) + (5.0 if c == anchor else float(len(c) % 7)) for p, c in zip(prompts, completions)]
+
+    args = config(tmp_path, score_anchor=anchor, sample_completions=8, max_steps=1)
+    trainer = SafetyPPOTrainer(
+        args, tokenizer, load_policy(margs, tokenizer), load_value_model(str(tiny_models["policy"]), margs, tokenizer),
+        reward, make_dataset(tokenizer, n=8),
+    )  # fmt: skip
+    metrics, samples = trainer.step(trainer.batch(0))
+    assert calls[1] == [anchor] * 8  # the refusal, scored once per completion's prompt
+    for (_, completion, score), raw in zip(samples, calls[0], strict=True):
+        assert completion == raw
+        assert score == pytest.approx(len(completion) % 7 - 5.0)  # the prompt's offset is gone
+    assert metrics["objective/raw_scores"] == pytest.approx(sum(len(c) % 7 - 5.0 for c in calls[0]) / 8, abs=1e-5)
+
+
 def test_value_learning_rate_is_the_critics_own(tiny_models, tmp_path):
     trainer = build(tiny_models, tmp_path, reward=length_reward, max_steps=1, value_learning_rate=0.0)
     assert [group["lr"] for group in trainer.optimizer.param_groups] == [1e-3, 0.0]
