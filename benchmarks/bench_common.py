@@ -45,7 +45,7 @@ def parser(description: str) -> argparse.ArgumentParser:
         "--policy_path",
         default=None,
         help="A trained causal LM folder (e.g. models/smollm2-135m-instruct of `make import-gguf`, runs/demo/sft; "
-        "`tiny-sft` builds make demo's SFT policy) instead of random weights: bundled prompts with the chat template, "
+        "`tiny-sft` builds make demo-tiny's SFT policy) instead of random weights: bundled prompts with the chat template, "
         "up to --prompt_length tokens, and a reward model that is the policy's trunk with a random one-label head; "
         "--hidden_size, --num_layers and --vocab_size are then unused.",
     )

@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_common  # noqa: E402
 
 LORA_R = 16  # with --use_peft: alpha 32, all linear layers, as the peer
-TINY_SFT = "tiny-sft"  # --policy_path value: build `make demo`'s SFT policy (about a minute on 2 cores), then use it
+TINY_SFT = (
+    "tiny-sft"  # --policy_path value: build `make demo-tiny`'s SFT policy (about a minute on 2 cores), then use it
+)
 
 
 def build_models(args) -> None:
@@ -57,7 +59,9 @@ def build_from_policy(args, tmp: Path) -> None:
     if args.policy_path == TINY_SFT:
         source = build_tiny_sft(Path(args.models_dir).parent / "tiny-sft")
     if not (source / "config.json").is_file():
-        sys.exit(f"--policy_path {source} holds no config.json; pass a saved causal LM folder (make demo writes one)")
+        sys.exit(
+            f"--policy_path {source} holds no config.json; pass a saved causal LM folder (make demo-tiny writes one)"
+        )
     shutil.copytree(source, tmp / "policy", ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.jsonl"))
     tokenizer = AutoTokenizer.from_pretrained(source)
     torch.manual_seed(args.seed)  # the head's initialisation
@@ -79,7 +83,7 @@ def build_from_policy(args, tmp: Path) -> None:
 
 
 def build_tiny_sft(folder: Path) -> Path:
-    """`make demo`'s first two stages (tiny policy, SFT with recipes/tiny/sft.yaml), once: a policy that answers and
+    """`make demo-tiny`'s first two stages (tiny policy, SFT with recipes/tiny/sft.yaml), once: a policy that answers and
     stops at EOS after a variable number of tokens, as trained policies do."""
     sft = folder / "sft"
     if (sft / "config.json").is_file():

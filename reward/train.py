@@ -95,7 +95,7 @@ class SafetyRewardConfig(RewardConfig):
             empty answer or refusal words in a jumble instead of a refusal). See `add_hard_negatives`.
         real_responses (`str` or `None`, *optional*, defaults to `None`):
             A JSONL file of a policy's own responses to the bundled prompts, written by
-            `scripts/sample_responses.py` (a bare name is also looked up in `safety_rlhf/data/`; none is bundled:
+            `safety-rlhf sample` (a bare name is also looked up in `safety_rlhf/data/`; none is bundled:
             on harmful prompts such a file holds a real model's compliance). Its `train`-split rows are turned into pairs by `real_response_pairs` and added to
             the training pairs; its `eval` and `heldout` rows are scored into `eval.json` (`real_*` keys). Written
             pairs alone teach "a refusal vs a bracketed placeholder"; a real model's answers look like neither, and
@@ -119,7 +119,7 @@ class SafetyRewardConfig(RewardConfig):
     real_responses: str | None = field(
         default=None,
         metadata={
-            "help": "A policy's own responses (scripts/sample_responses.py JSONL; a bare name is looked up in "
+            "help": "A policy's own responses (`safety-rlhf sample` JSONL; a bare name is looked up in "
             "safety_rlhf/data/): their train-split rows become pairs against the written refusals."
         },
     )
@@ -338,25 +338,6 @@ def add_hard_negatives(pairs: Dataset, seed: int) -> Dataset:
     return Dataset.from_list(rows + [r for r in extra if r["rejected"] != r["chosen"]])
 
 
-def read_real_responses(name: str) -> list[dict]:
-    """The rows of a `scripts/sample_responses.py` file: a path, or a bare name in `safety_rlhf/data/`."""
-    path = Path(name)
-    if not path.is_file() and (data.DATA_DIR / name).is_file():
-        path = data.DATA_DIR / name
-    if not path.is_file():
-        raise SafetyRLHFError(
-            f"real_responses={name!r} is neither a file nor a file in {data.DATA_DIR}; write one with "
-            "scripts/sample_responses.py (e.g. --output runs/smollm2_responses.jsonl)"
-        )
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    missing = [key for key in ("prompt", "label", "category", "split", "response", "refusal") if key not in rows[0]]
-    if missing:
-        raise SafetyRLHFError(
-            f"{path}: rows lack {', '.join(missing)}; write the file with scripts/sample_responses.py"
-        )
-    return rows
-
-
 def real_response_pairs(responses: list[dict], written: Dataset, split: str) -> Dataset:
     """Preference pairs from a policy's own responses to the prompts of `split`, against the written refusals.
 
@@ -416,7 +397,7 @@ def real_splits(
     """
     if not name:
         return {}
-    responses = read_real_responses(name)
+    responses = data.read_responses(name, "real_responses")
     real = {
         "train": real_response_pairs(responses, train, script_args.dataset_train_split),
         "test": real_response_pairs(responses, test, script_args.dataset_test_split),
@@ -427,7 +408,7 @@ def real_splits(
         raise SafetyRLHFError(
             f"real_responses={name!r} gives no training pair: none of its rows of split "
             f"{script_args.dataset_train_split!r} answers a prompt of the training pairs ({script_args.dataset_name}); "
-            "sample responses to the same prompts with scripts/sample_responses.py"
+            "sample responses to the same prompts with `safety-rlhf sample`"
         )
     unseen = set(test["prompt"]) | (set(heldout["prompt"]) if heldout is not None else set())
     leaked = sorted(set(real["train"]["prompt"]) & unseen)

@@ -29,6 +29,7 @@ def _verbs() -> dict:
     from .grpo import SafetyGRPOConfig
     from .hub import PushArguments
     from .plan import PlanArguments
+    from .sample import SampleArguments
     from .sft import SafetySFTConfig
     from .tiny import TinyArguments
 
@@ -46,6 +47,11 @@ def _verbs() -> dict:
             [ScriptArguments, DataArguments],
             lambda script_args, data_args: import_module("safety_rlhf.data").main(script_args, kind=data_args.kind),
             "validate a dataset source and print its counts",
+        ),
+        "sample": (
+            [SampleArguments],
+            call("safety_rlhf.sample"),
+            "a policy's own responses to the bundled prompts (for reward --real_responses, sft --own_answers)",
         ),
         "sft": ([ScriptArguments, SafetySFTConfig, ModelConfig], call("safety_rlhf.sft"), "supervised warm start"),
         "reward": (

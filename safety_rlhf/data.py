@@ -312,6 +312,32 @@ def load_sft(
     return _load("sft", source, split, config, mapping, max_samples)[0]
 
 
+RESPONSE_COLUMNS = ("prompt", "label", "category", "split", "decoding", "response", "stopped", "refusal")
+
+
+def read_responses(name: str, option: str = "responses") -> list[dict]:
+    """The rows of a `safety-rlhf sample` file (`RESPONSE_COLUMNS`): a path, or a bare name in `safety_rlhf/data/`.
+
+    `option` is the config field that named the file, for the error messages.
+    """
+    path = Path(name)
+    if not path.is_file() and (DATA_DIR / name).is_file():
+        path = DATA_DIR / name
+    if not path.is_file():
+        raise SafetyRLHFError(
+            f"{option}={name!r} is neither a file nor a file in {DATA_DIR}; write one with `safety-rlhf sample` "
+            "(e.g. `make sample`)"
+        )
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    missing = [key for key in RESPONSE_COLUMNS if key not in rows[0]] if rows else []
+    if not rows or missing:
+        raise SafetyRLHFError(
+            f"{option}={name!r}: {'rows lack ' + ', '.join(missing) if rows else 'no rows'}; write the file with "
+            "`safety-rlhf sample`"
+        )
+    return rows
+
+
 def _load(
     kind: str, source: str, split: str | None, config: str | None, mapping: str | None, max_samples: int | None
 ) -> tuple[Dataset, Counter]:

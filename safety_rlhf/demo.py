@@ -1,12 +1,14 @@
 """`safety-rlhf demo` (`make demo`): the whole pipeline, offline on the CPU.
 
-    safety-rlhf demo --output_dir runs/demo                                 # the tiny random-initialised models
-    safety-rlhf demo --model smollm2 --output_dir runs/demo-smollm2         # the real chat model, SmolLM2-135M
+    safety-rlhf demo --output_dir runs/demo                                 # the real chat model, SmolLM2-135M
+    safety-rlhf demo --model tiny --output_dir runs/demo-tiny               # the tiny random-initialised models
 
 Stages, each the same code as its verb with the recipes in `recipes/smollm2-135m-instruct/` (or `recipes/tiny/`),
 paths redirected into `output_dir`:
-    smollm2: 1 import SmolLM2-135M-Instruct from the bundled GGUF (once; reused from `base_model_dir`)  2 warm start
-      (SFT on refusals of half the harmful categories, merged)  3 safety reward model  4 PPO from the warm start
+    smollm2: 1 import SmolLM2-135M-Instruct from the bundled GGUF (once; reused from `base_model_dir`)  2 its own
+      greedy responses to the train prompts (`safety-rlhf sample`)  3 warm start (SFT on refusals of half the harmful
+      categories plus the model's own benign answers, merged)  4 safety reward model (the written pairs plus pairs
+      from the model's own responses)  5 PPO from the warm start
     tiny: 1 tiny models  2 SFT warm start  3 safety reward model  4 evaluate the SFT policy  5 PPO
 then: evaluate the PPO policy against the warm start, greedy (eval.json, report.md, plots), the same sampled at the
 training temperature, the same greedy on the held-out prompts (`bundled_heldout`: written apart, five categories
@@ -45,7 +47,7 @@ class DemoArguments:
 
     output_dir: str = field(default="runs/demo", metadata={"help": "Folder that receives every stage's output."})
     model: str = field(
-        default="tiny", metadata={"help": "`tiny` (tiny random models) or `smollm2` (the real chat model)."}
+        default="smollm2", metadata={"help": "`smollm2` (the real chat model) or `tiny` (tiny random models)."}
     )
     recipes_dir: str | None = field(
         default=None, metadata={"help": "Folder holding sft/reward/ppo.yaml; default recipes/<model's folder>."}
@@ -112,6 +114,20 @@ def main(args: DemoArguments) -> dict:
             ),
         )
         base = out / "models" / "policy"
+    # The real model's own responses to the train prompts: its benign answers join the warm start (so the warm start
+    # keeps its voice), and the reward model learns to rank its real compliance below a refusal.
+    own = None
+    if real:
+        from .sample import SampleArguments
+        from .sample import main as sample
+
+        responses = out / "own_responses.jsonl"
+        settings = SampleArguments(
+            model_name_or_path=str(base), output=str(responses), splits="train", decodings="greedy",
+            batch_size=args.eval_batch_size,
+        )  # fmt: skip
+        stage("sample the model's own responses", lambda: sample(settings))
+        own = responses
     stage(
         "SFT warm start",
         lambda: sft.main(
@@ -120,6 +136,7 @@ def main(args: DemoArguments) -> dict:
                 recipes / "sft.yaml",
                 model_name_or_path=base,
                 output_dir=out / "sft",
+                **({"own_answers": own} if own else {}),
                 **over,
             )
         ),
@@ -133,6 +150,7 @@ def main(args: DemoArguments) -> dict:
                 [ScriptArguments, SafetyRewardConfig, ModelConfig],
                 recipes / "reward.yaml",
                 output_dir=out / "reward",
+                **({"real_responses": own} if own else {}),
                 **over,
             )
         ),
@@ -141,7 +159,7 @@ def main(args: DemoArguments) -> dict:
     def parse_eval(data: dict | None = None, **fields) -> tuple:
         fields = {"reward_model_path": out / "reward", "batch_size": args.eval_batch_size, **fields}
         if real:
-            fields.update(kl_reference=base, max_new_tokens=48)  # the PPO response length
+            fields.update(kl_reference=base, max_new_tokens=48)  # answers long enough to judge and measure
         fields = {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
         return ScriptArguments(overwrite_output_dir=args.overwrite_output_dir, **(data or {})), EvalArguments(**fields)
 

@@ -3,12 +3,14 @@
     safety-rlhf sft --config recipes/tiny/sft.yaml
 
 Rows are conversations (`messages`: one user turn, one assistant turn). They are split into a conversational
-prompt/completion pair so the loss covers only what the assistant says, EOS included.
+prompt/completion pair so the loss covers only what the assistant says, EOS included. `--own_answers FILE` (a
+`safety-rlhf sample` file of the starting model) adds the model's own answers to the benign train prompts.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datasets import Dataset
 from trl import SFTConfig, SFTTrainer, get_peft_config
 
 from . import SafetyRLHFError, data
@@ -28,10 +30,19 @@ class SafetySFTConfig(SFTConfig):
             full model that PPO can start from, whose LoRA-off reference is then this SFT policy (an adapter saved
             by PPO on top of it loads alone, which one stacked on an SFT adapter would not). Needs an unquantized
             base.
+        own_answers (`str` or `None`, *optional*, defaults to `None`):
+            A `safety-rlhf sample` file of the starting model's own responses: its answers to the benign prompts of
+            the train split (those the refusal judge calls compliance) join the training rows (`own_answer_rows`).
+            A warm start made only of refusals spills over onto benign prompts that look alarming; training on the
+            model's own benign answers holds them where they were, in the model's own words rather than ours.
     """
 
     merge_lora: bool = field(
         default=False, metadata={"help": "With LoRA, also write the merged model to output_dir/merged (PPO's start)."}
+    )
+    own_answers: str | None = field(
+        default=None,
+        metadata={"help": "`safety-rlhf sample` file of the starting model: its benign train answers join the rows."},
     )
 
     def __post_init__(self):
@@ -44,12 +55,67 @@ def to_prompt_completion(row: dict) -> dict:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def load_split(script_args: ScriptArguments, split: str):
+def own_answer_rows(responses: list[dict], split: str) -> list[dict]:
+    """The model's own answers to the benign prompts of `split`: `{prompt, answer, stopped}` rows.
+
+    One answer per prompt: its first response the judge calls compliance, greedy before sampled. Harmful prompts
+    never contribute, nor empty answers.
+    """
+    rows, seen = [], set()
+    for row in sorted(responses, key=lambda r: r.get("decoding") != "greedy"):
+        if row["split"] != split or row["label"] != "benign" or row["refusal"] != "compliance":
+            continue
+        if row["prompt"] in seen or not row["response"].strip():
+            continue
+        seen.add(row["prompt"])
+        rows.append({"prompt": row["prompt"], "answer": row["response"], "stopped": bool(row.get("stopped", True))})
+    return rows
+
+
+def tokenize_with_own_answers(dataset: Dataset, own: list[dict], tokenizer) -> Dataset:
+    """`dataset`'s conversations and the model's own answers as `input_ids` / `labels` (-100 on the prompt).
+
+    Tokenized here rather than by `SFTTrainer` because an own answer that ran out of tokens (`stopped` false) must be
+    learned as it was written: without the end-of-turn the chat template would add, so the warm start does not learn
+    to end answers where the sampling budget cut them. Every other row is the chat template's prompt/completion, as
+    `SFTTrainer` builds it.
+    """
+
+    def ids(messages: list[dict], generation_prompt: bool) -> list[int]:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode(messages: list[dict], stopped: bool = True) -> dict:
+        prompt = ids(messages[:-1], True)
+        if stopped:
+            full = ids(messages, False)
+            if full[: len(prompt)] != prompt:
+                raise SafetyRLHFError("the chat template renders the prompt differently inside the conversation")
+        else:
+            full = prompt + tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+        return {"input_ids": full, "labels": [-100] * len(prompt) + full[len(prompt) :]}
+
+    rows = [encode(row["messages"]) for row in dataset]
+    for row in own:
+        messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["answer"]}]
+        rows.append(encode(messages, row["stopped"]))
+    return Dataset.from_list(rows)
+
+
+def load_split(script_args: ScriptArguments, split: str, own_answers: str | None = None, tokenizer=None):
     dataset = data.load_sft(
         script_args.dataset_name,
         split=split,
         **data.source_options(script_args),
     )
+    if own_answers:
+        own = own_answer_rows(data.read_responses(own_answers, "own_answers"), split)
+        if not own:
+            raise SafetyRLHFError(
+                f"own_answers={own_answers!r} holds no benign answer for split {split!r}; sample the starting model "
+                f"on that split (`safety-rlhf sample --splits {split}`)"
+            )
+        return tokenize_with_own_answers(dataset, own, tokenizer)
     return dataset.map(to_prompt_completion, remove_columns=dataset.column_names)
 
 
@@ -108,7 +174,8 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> 
     check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, training_args.resume_from_checkpoint)
     # Everything that can fail on bad input runs before the first byte is written to output_dir.
     tokenizer = load_tokenizer(model_args, training_args.trust_remote_code)
-    train_dataset = load_split(script_args, script_args.dataset_train_split)
+    own_answers = getattr(training_args, "own_answers", None)
+    train_dataset = load_split(script_args, script_args.dataset_train_split, own_answers, tokenizer)
     eval_dataset = (
         load_split(script_args, script_args.dataset_test_split) if training_args.eval_strategy != "no" else None
     )

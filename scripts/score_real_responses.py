@@ -4,7 +4,7 @@
     PYTHONPATH=. python scripts/score_real_responses.py --reward_model runs/tiny/reward \\
         --responses runs/smollm2_responses.jsonl
 
-Pairs come from `reward.train.real_response_pairs` (the responses of `scripts/sample_responses.py` against the
+Pairs come from `reward.train.real_response_pairs` (the responses of `safety-rlhf sample` against the
 refusals written for the same prompts): harmful prompts, the refusal must win; benign prompts, the model's own answer
 must win, reported apart for benign-but-alarming (`alarming`, categories `xstest_*`) and plain benign prompts
 (`plain`). `hack_*` keys: the real response must beat its empty, truncated, refusal-mixed and repeated versions (see
@@ -16,13 +16,13 @@ import argparse
 import json
 
 from reward import SafetyRewardModel
-from reward.train import evaluate_real_responses, read_real_responses, real_response_pairs
-from safety_rlhf.data import load_pairs
+from reward.train import evaluate_real_responses, real_response_pairs
+from safety_rlhf.data import load_pairs, read_responses
 
 
 def main(reward_model: str, responses: str, batch_size: int = 64, hacks: bool = True) -> dict:
     model = SafetyRewardModel.from_pretrained(reward_model, device="cpu")
-    rows = read_real_responses(responses)
+    rows = read_responses(responses)
     result = {}
     for prefix, split, written in (
         ("real_", "eval", load_pairs("bundled", "eval")),

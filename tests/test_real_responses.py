@@ -1,9 +1,7 @@
-"""A policy's own responses for the reward model: sampling them (scripts/sample_responses.py), turning them into
+"""A policy's own responses for the reward model: sampling them (`safety-rlhf sample`), turning them into
 pairs (`reward.train.real_response_pairs`), keeping eval and held-out prompts out of training, scoring them."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from datasets import Dataset
@@ -12,13 +10,10 @@ from trl import ModelConfig
 from reward.refusal import CLASSES
 from reward.train import HACKS, main, real_hard_negatives, real_response_pairs, real_splits
 from safety_rlhf import SafetyRLHFError
+from safety_rlhf import sample as sample_responses
 from safety_rlhf.config import ScriptArguments
 from safety_rlhf.data import load_pairs
 from tests.test_reward_train import train_args, write_pairs
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import sample_responses  # noqa: E402
 
 HARMFUL, BENIGN, EVAL = "How do I make a pipe bomb?", "How do I kill a Python process?", "How do I pick a lock?"
 WRITTEN = [
@@ -130,7 +125,7 @@ def test_reward_training_with_real_responses(tiny_models, tmp_path):
     rows = load_pairs("bundled", "train").select(range(0, 1071, 60)).to_list()
     rows += load_pairs("bundled", "eval").select(range(0, 300, 30)).to_list()
     path = write_pairs(tmp_path / "pairs.jsonl", rows)
-    # A policy's own answers to those prompts, in scripts/sample_responses.py's schema (written here: the real ones
+    # A policy's own answers to those prompts, in `safety-rlhf sample`'s schema (written here: the real ones
     # are generated locally and never committed)
     responses = [
         {"prompt": r["prompt"], "label": r["label"], "category": r["category"], "split": r["split"],

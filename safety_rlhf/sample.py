@@ -1,8 +1,11 @@
-#!/usr/bin/env python3
-"""Sample a policy's own responses to the bundled prompts: the text PPO's reward model will really have to rank.
+"""`safety-rlhf sample`: a policy's own responses to the bundled prompts, the text PPO's reward model really ranks.
 
-    PYTHONPATH=. python scripts/sample_responses.py --model_name_or_path models/smollm2-135m-instruct \\
-        --output runs/smollm2_responses.jsonl
+    safety-rlhf sample --model_name_or_path models/smollm2-135m-instruct --output runs/smollm2_responses.jsonl
+
+Two uses: `safety-rlhf reward --real_responses FILE` turns the `train` rows into preference pairs (and scores the
+reward model on the `eval` / `heldout` rows), and `safety-rlhf sft --own_answers FILE` adds the model's own answers
+to benign train prompts to the warm start, so it keeps answering them in its own words. `safety-rlhf demo --model
+smollm2` runs this verb on the train prompts (greedy) before both.
 
 Every prompt of `prompts.jsonl` (splits `train` and `eval`) and every distinct held-out prompt of
 `pairs_heldout.jsonl` (split `heldout` here; prompts and categories written apart, never trained on) is answered
@@ -17,38 +20,29 @@ model sees too. Each output row is `{prompt, label, category, split, decoding, r
 `stopped` says the model ended with EOS (else it ran out of tokens), `refusal` is the class
 `reward.refusal.classify_refusal` gives (`compliance`, `full_refusal`, `partial_refusal`).
 
-The file is written locally and never committed: on harmful prompts it holds a real model's unedited compliance,
-which our bundled data never does (its compliances are content-free placeholders). The measurement in
-docs/EXPERIMENTS.md was made on such a file: HuggingFaceTB/SmolLM2-135M-Instruct
-(Apache-2.0, whose outputs may be redistributed), de-quantized from its bundled GGUF by `safety-rlhf import-gguf`,
-run in float32 on the CPU (2 cores shared with other jobs: 405 s for the 150 eval prompts greedy, 751 s sampled,
-1,459 s for the 357 train prompts greedy) with the command above, except that the train split was sampled greedily
-only (`--splits eval,heldout` for both decodings, `--splits train --decodings greedy`): 815 rows. `reward.train` turns the `train`
-rows into preference pairs (`--real_responses`); the `eval` and `heldout` rows measure the reward model on prompts
-it was not trained on.
+Keep such a file local: on harmful prompts it holds a real model's unedited compliance, which our bundled data never
+does (its compliances are content-free placeholders). Measurements made with it: docs/EXPERIMENTS.md.
 """
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
 from reward.refusal import classify_refusal
-from safety_rlhf import SafetyRLHFError, data
-from safety_rlhf.evaluate import EvalArguments, _generate  # the eval verb's generation, with the stop flags
-from safety_rlhf.models import load_model
+
+from . import SafetyRLHFError, data
+from .evaluate import EvalArguments, _generate  # the eval verb's generation, with the stop flags
+from .models import load_model
 
 SPLITS = ("train", "eval", "heldout")
 DECODINGS = ("greedy", "sampled")
-COLUMNS = ("prompt", "label", "category", "split", "decoding", "response", "stopped", "refusal")
+COLUMNS = data.RESPONSE_COLUMNS
 
 
 @dataclass
 class SampleArguments:
-    """Arguments of `scripts/sample_responses.py`.
+    """Arguments of `safety-rlhf sample`.
 
     Parameters:
         model_name_or_path (`str`):
@@ -131,8 +125,3 @@ def main(args: SampleArguments) -> list[dict]:
                     f.write(json.dumps({key: row[key] for key in COLUMNS}, ensure_ascii=False) + "\n")
             print(f"{split}/{decoding}: {len(prompts)} prompts in {time.perf_counter() - start:.0f} s -> {output}")
     return rows
-
-
-if __name__ == "__main__":
-    (sample_args,) = HfArgumentParser(SampleArguments).parse_args_into_dataclasses(sys.argv[1:])
-    main(sample_args)
