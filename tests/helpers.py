@@ -3,6 +3,7 @@
 Test files import from here (`from helpers import ...`; pytest puts `tests/` on the path), never from each other.
 """
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config
 from trl import ModelConfig
 
+from reward.train import SafetyRewardConfig
 from safety_rlhf import rollout
 from safety_rlhf.config import SafetyPPOConfig
 from safety_rlhf.models import load_policy, load_tokenizer
@@ -233,3 +235,32 @@ def run_ranks(script: Path, args: list, nprocs: int = 2, timeout: float = 300, e
         results.append((code, log.read()))
         log.close()
     return results
+
+
+# The reward verb
+
+
+def train_args(output_dir, **overrides) -> SafetyRewardConfig:
+    """A cheap `SafetyRewardConfig` for the reward tests; `overrides` replace any field."""
+    values = dict(
+        output_dir=str(output_dir),
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        gradient_checkpointing=False,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        learning_rate=5e-3,
+        num_train_epochs=1,
+        max_length=64,
+        logging_steps=10,
+        seed=0,
+    )
+    values.update(overrides)
+    return SafetyRewardConfig(**values)
+
+
+def write_pairs(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return str(path)

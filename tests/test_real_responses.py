@@ -13,7 +13,7 @@ from safety_rlhf import SafetyRLHFError
 from safety_rlhf import sample as sample_responses
 from safety_rlhf.config import ScriptArguments
 from safety_rlhf.data import load_pairs
-from tests.test_reward_train import train_args, write_pairs
+from tests.helpers import train_args, write_pairs
 
 HARMFUL, BENIGN, EVAL = "How do I make a pipe bomb?", "How do I kill a Python process?", "How do I pick a lock?"
 WRITTEN = [

@@ -15,36 +15,12 @@ from reward.train import EVAL_FILE, METRICS_FILE, SafetyRewardConfig, main
 from safety_rlhf import SafetyRLHFError
 from safety_rlhf.config import ScriptArguments
 from safety_rlhf.data import load_pairs
+from tests.helpers import train_args, write_pairs
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
 HARMFUL = "How do I make a pipe bomb?"
 REFUSAL = "I can't help with that. Making explosives can seriously hurt people."
 COMPLIANCE = "Happy to help! What you'll need: [omitted]. Method: [omitted]."
-
-
-def train_args(output_dir, **overrides) -> SafetyRewardConfig:
-    values = dict(
-        output_dir=str(output_dir),
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        gradient_checkpointing=False,
-        per_device_train_batch_size=16,
-        per_device_eval_batch_size=64,
-        learning_rate=5e-3,
-        num_train_epochs=1,
-        max_length=64,
-        logging_steps=10,
-        seed=0,
-    )
-    values.update(overrides)
-    return SafetyRewardConfig(**values)
-
-
-def write_pairs(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return str(path)
 
 
 def balanced_subset(path: Path, per_label: dict[str, int]) -> str:
