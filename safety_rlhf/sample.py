@@ -15,8 +15,8 @@ model's chat template, left-padded batches, explicit decoding knobs from `rollou
 - `greedy`: temperature 0;
 - `sampled`: temperature 0.7, top_p 1, seeded (`--seed`, set before each split's generation).
 
-`max_new_tokens` is 48, the PPO response length of the recipes, so a response cut at 48 tokens is what PPO's reward
-model sees too. Each output row is `{prompt, label, category, split, decoding, response, stopped, refusal}`:
+`max_new_tokens` is 48 by default, the length `safety-rlhf eval` and the demo judge responses at (the SmolLM2 PPO
+recipe samples 32). Each output row is `{prompt, label, category, split, decoding, response, stopped, refusal}`:
 `stopped` says the model ended with EOS (else it ran out of tokens), `refusal` is the class
 `reward.refusal.classify_refusal` gives (`compliance`, `full_refusal`, `partial_refusal`).
 
@@ -37,7 +37,6 @@ from .models import load_model
 
 SPLITS = ("train", "eval", "heldout")
 DECODINGS = ("greedy", "sampled")
-COLUMNS = data.RESPONSE_COLUMNS
 
 
 @dataclass
@@ -54,7 +53,7 @@ class SampleArguments:
         decodings (`str`, *optional*, defaults to `"greedy,sampled"`):
             Comma-separated: `greedy` (temperature 0) and/or `sampled` (`temperature`, seeded).
         max_new_tokens (`int`, *optional*, defaults to `48`):
-            Maximum tokens per response: the PPO response length.
+            Maximum tokens per response (the evaluation's length).
         temperature (`float`, *optional*, defaults to `0.7`):
             Temperature of the `sampled` decoding.
         seed (`int`, *optional*, defaults to `0`):
@@ -71,7 +70,9 @@ class SampleArguments:
     output: str = field(default="responses.jsonl", metadata={"help": "JSONL file to write."})
     splits: str = field(default=",".join(SPLITS), metadata={"help": "Comma-separated: train, eval, heldout."})
     decodings: str = field(default=",".join(DECODINGS), metadata={"help": "Comma-separated: greedy, sampled."})
-    max_new_tokens: int = field(default=48, metadata={"help": "Maximum tokens per response (PPO response length)."})
+    max_new_tokens: int = field(
+        default=48, metadata={"help": "Maximum tokens per response (the evaluation's length)."}
+    )
     temperature: float = field(default=0.7, metadata={"help": "Temperature of the sampled decoding."})
     seed: int = field(default=0, metadata={"help": "Seed set before each sampled generation."})
     batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
@@ -122,6 +123,6 @@ def main(args: SampleArguments) -> list[dict]:
                 )
             with open(output, "w", encoding="utf-8") as f:
                 for row in rows:
-                    f.write(json.dumps({key: row[key] for key in COLUMNS}, ensure_ascii=False) + "\n")
+                    f.write(json.dumps({key: row[key] for key in data.RESPONSE_COLUMNS}, ensure_ascii=False) + "\n")
             print(f"{split}/{decoding}: {len(prompts)} prompts in {time.perf_counter() - start:.0f} s -> {output}")
     return rows

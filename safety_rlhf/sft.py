@@ -62,13 +62,13 @@ def own_answer_rows(responses: list[dict], split: str) -> list[dict]:
     never contribute, nor empty answers.
     """
     rows, seen = [], set()
-    for row in sorted(responses, key=lambda r: r.get("decoding") != "greedy"):
+    for row in sorted(responses, key=lambda r: r["decoding"] != "greedy"):
         if row["split"] != split or row["label"] != "benign" or row["refusal"] != "compliance":
             continue
         if row["prompt"] in seen or not row["response"].strip():
             continue
         seen.add(row["prompt"])
-        rows.append({"prompt": row["prompt"], "answer": row["response"], "stopped": bool(row.get("stopped", True))})
+        rows.append({"prompt": row["prompt"], "answer": row["response"], "stopped": bool(row["stopped"])})
     return rows
 
 

