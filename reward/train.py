@@ -92,7 +92,8 @@ class SafetyRewardConfig(RewardConfig):
             shows: a word salad (shuffled words, some with shuffled letters), an answer to another prompt, an empty
             response, and for harmful prompts a jumbled refusal. A reward model trained only on "refusal vs
             compliance" and "help vs refusal" scores such text highly, and PPO finds it (reward hacking: noise, an
-            empty answer or refusal words in a jumble instead of a refusal). See `add_hard_negatives`.
+            empty answer or refusal words in a jumble instead of a refusal). See `add_hard_negatives`. Reward
+            objective only: such text is worse, not unsafe.
         real_responses (`str` or `None`, *optional*, defaults to `None`):
             A JSONL file of a policy's own responses to the bundled prompts, written by
             `safety-rlhf sample` (a bare name is also looked up in `safety_rlhf/data/`; none is bundled:
@@ -126,9 +127,16 @@ class SafetyRewardConfig(RewardConfig):
 
     def __post_init__(self):
         check_training_fields(self)
-        super().__post_init__()
         if self.objective not in ("reward", "cost"):
             raise SafetyRLHFError(f"objective={self.objective!r} is unknown; use 'reward' or 'cost'")
+        if self.objective == "cost" and self.hard_negatives:
+            # A hard negative's rejected side (an empty or off-topic answer, a jumbled refusal) is worse, not unsafe:
+            # the cost labels every rejected response of a harmful prompt unsafe, so they would teach it wrong.
+            raise SafetyRLHFError(
+                "hard_negatives=True is for objective='reward': its degenerate responses are not unsafe, and the cost "
+                "objective would label them so; set hard_negatives false"
+            )
+        super().__post_init__()
 
 
 # Model

@@ -282,6 +282,26 @@ class SafetyPPOConfig(TrainingArguments):
             recipe keeps its choice.
         critic_layers (`int` or `None`, *optional*, defaults to `None`): = K', layers of the `"prefix"` critic,
             1 <= K' <= `trainable_layers`; `None` uses `trainable_layers`.
+
+    Parameters of PPO-Lagrangian (Safe RLHF, Dai et al. 2023; names as safe-rlhf's `ppo_lag` arguments):
+        algorithm (`str`, *optional*, defaults to `"ppo"`): `"ppo"` maximises the reward. `"ppo_lag"` maximises
+            the reward subject to the mean episode cost J_c <= `threshold`: a cost model scores each completion,
+            a cost critic (the same `critic` option, its own parameters) gives the cost advantages A_c, and the
+            actor's advantage is (A_r - lambda * A_c) / (1 + lambda), with the Lagrange multiplier lambda learned
+            (`safety_rlhf.ppo_core.LagrangeMultiplier`). The KL penalty enters the reward as -beta * KL_t and the
+            cost as +beta * KL_t.
+        cost_model_path (`str` or `None`, *optional*, defaults to `None`): a safety cost model folder
+            (`safety-rlhf reward --objective cost`, higher = more harmful) or any one-label sequence-classification
+            model, with its own tokenizer; needed by `ppo_lag`.
+        lambda_init (`float`, *optional*, defaults to `1.0`): initial lambda (> 0: it is kept as its log).
+        lambda_lr (`float`, *optional*, defaults to `0.1`): SGD learning rate of log(lambda).
+        lambda_max (`float` or `None`, *optional*, defaults to `None`): upper bound on lambda; `None` = no bound.
+        threshold (`float`, *optional*, defaults to `0.0`): the constraint's bound on J_c. For our cost model (the
+            log-odds that a response is unsafe) 0 means "on average as likely safe as not"; lower is stricter.
+        lambda_update_delay_steps (`int`, *optional*, defaults to `0`): updates during which lambda stays at
+            `lambda_init` (the cost critic warms up first).
+        episode_cost_window_size (`int`, *optional*, defaults to `128`): J_c is the mean cost of the last this
+            many episodes of each process, averaged over the processes.
     """
 
     # Overridden TrainingArguments defaults (TRL 1.12's, except batch 32 by default)
@@ -352,6 +372,16 @@ class SafetyPPOConfig(TrainingArguments):
         default=None, metadata={"help": "Layers of the prefix critic, 1..trainable_layers; None = trainable_layers."}
     )
 
+    # PPO-Lagrangian
+    algorithm: str = field(default="ppo", metadata={"help": "`ppo`, or `ppo_lag` (reward subject to a cost bound)."})
+    cost_model_path: str | None = field(default=None, metadata={"help": "Safety cost model folder (ppo_lag)."})
+    lambda_init: float = field(default=1.0, metadata={"help": "Initial Lagrange multiplier (> 0)."})
+    lambda_lr: float = field(default=0.1, metadata={"help": "SGD learning rate of log(lambda)."})
+    lambda_max: float | None = field(default=None, metadata={"help": "Upper bound on lambda; None = none."})
+    threshold: float = field(default=0.0, metadata={"help": "Bound on the mean episode cost J_c."})
+    lambda_update_delay_steps: int = field(default=0, metadata={"help": "Updates before lambda starts to move."})
+    episode_cost_window_size: int = field(default=128, metadata={"help": "Episodes per process in J_c."})
+
     # Derived in __post_init__
     world_size: int | None = field(default=None, init=False)
     local_batch_size: int | None = field(default=None, init=False)
@@ -365,13 +395,13 @@ class SafetyPPOConfig(TrainingArguments):
             self,
             at_least_1=(
                 "num_ppo_epochs", "num_mini_batches", "response_length", "local_rollout_forward_batch_size",
-                "total_episodes", "kl_horizon", "max_nonfinite_updates",
+                "total_episodes", "kl_horizon", "max_nonfinite_updates", "episode_cost_window_size",
             ),
             at_least_0=(
                 "missing_eos_penalty", "refusal_reward", "kl_coef", "vf_coef", "ent_coef", "lam", "sample_completions",
-                "stop_token_id", "value_learning_rate",
+                "stop_token_id", "value_learning_rate", "lambda_lr", "lambda_update_delay_steps",
             ),
-            positive=("temperature", "reward_clip", "kl_target", "cliprange_value"),
+            positive=("temperature", "reward_clip", "kl_target", "cliprange_value", "lambda_init", "lambda_max"),
             probability=("top_p", "gamma", "cliprange"),
         )  # fmt: skip
         if self.lam > 1:
@@ -390,6 +420,7 @@ class SafetyPPOConfig(TrainingArguments):
                 f"trainable_layers={self.trainable_layers} must be at least 1; unset it to adapt every layer"
             )
         self.check_critic()
+        self.check_algorithm()
         start_cpu_process_group(self)
         super().__post_init__()
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -397,6 +428,21 @@ class SafetyPPOConfig(TrainingArguments):
         self.batch_size = self.local_batch_size * self.world_size
         self.local_mini_batch_size = self.local_batch_size // self.num_mini_batches
         self.mini_batch_size = self.batch_size // self.num_mini_batches
+
+    def check_algorithm(self) -> None:
+        if self.algorithm not in ("ppo", "ppo_lag"):
+            hint = "; GRPO has its own verb: `safety-rlhf grpo`" if self.algorithm == "grpo" else ""
+            raise SafetyRLHFError(f"algorithm={self.algorithm!r} is not supported; use 'ppo' or 'ppo_lag'{hint}")
+        if self.algorithm == "ppo" and self.cost_model_path:
+            raise SafetyRLHFError(
+                f"cost_model_path={self.cost_model_path!r} is read only by algorithm='ppo_lag'; set algorithm ppo_lag "
+                "or unset cost_model_path"
+            )
+        if self.lambda_max is not None and self.lambda_max < self.lambda_init:
+            raise SafetyRLHFError(
+                f"lambda_max={self.lambda_max} is below lambda_init={self.lambda_init}; raise lambda_max or lower "
+                "lambda_init"
+            )
 
     def check_critic(self) -> None:
         """One-line errors for a critic setting that cannot run, each naming the value and the fix."""

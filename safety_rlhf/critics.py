@@ -156,6 +156,38 @@ class PrefixCritic(torch.nn.Module):
         (Path(path) / "prefix_critic.json").write_text(json.dumps(layout, indent=2) + "\n")
 
 
+class RewardAndCostCritics(torch.nn.Module):
+    """`algorithm: ppo_lag`: the reward critic and the cost critic (two critics of the same option, each with its own
+    parameters and head), called as one: values (B, R, 2), [..., 0] for the reward and [..., 1] for the cost.
+
+    `save_critics` writes them to two folders, `value/` (the reward critic, as in `ppo`) and `cost_value/`.
+    """
+
+    def __init__(self, reward: torch.nn.Module, cost: torch.nn.Module):
+        super().__init__()
+        self.reward = reward
+        self.cost = cost
+        self.reads_policy = reward.reads_policy or cost.reads_policy
+
+    def reading(self, policy):
+        return SharedValueHead.reading(policy)
+
+    def forward(self, input_ids, attention_mask, position_ids, response_length: int, hidden=None, trunk=None):
+        args = (input_ids, attention_mask, position_ids, response_length)
+        return torch.stack(
+            [self.reward(*args, hidden=hidden, trunk=trunk), self.cost(*args, hidden=hidden, trunk=trunk)], -1
+        )
+
+
+def save_critics(critic: torch.nn.Module, run_dir) -> None:
+    """The critic in `run_dir/value`; a `RewardAndCostCritics` also writes its cost critic to `run_dir/cost_value`."""
+    if isinstance(critic, RewardAndCostCritics):
+        critic.reward.save_pretrained(Path(run_dir) / "value")
+        critic.cost.save_pretrained(Path(run_dir) / "cost_value")
+    else:
+        critic.save_pretrained(Path(run_dir) / "value")
+
+
 def reading(critic, policy):
     """The context in which the policy's forward pass also gives `critic` its trunk state (None if it needs none)."""
     return critic.reading(policy) if critic.reads_policy else nullcontext()

@@ -43,6 +43,8 @@ class SafetyGRPOConfig(GRPOConfig):
             completion that never emits EOS (the EOS trick); `None` scores it as it is, as TRL does.
         refusal_reward (`float`, *optional*, defaults to `0.0`): `+refusal_reward` when a harmful prompt is refused
             or a benign one answered, `-refusal_reward` otherwise (phrase-list refusal detector); 0 turns it off.
+        algorithm (`str`, *optional*, defaults to `"grpo"`): always `"grpo"`; the field exists so that one recipe
+            key names the algorithm of every RL recipe (`safety-rlhf plan` reads it).
     """
 
     # Overridden GRPOConfig defaults
@@ -52,6 +54,14 @@ class SafetyGRPOConfig(GRPOConfig):
     reward_model_path: str | None = field(default=None, metadata={"help": "Safety reward model folder or Hub id."})
     missing_eos_penalty: float | None = field(default=None, metadata={"help": "Score penalty without EOS."})
     refusal_reward: float = field(default=0.0, metadata={"help": "Rule-based term on labelled prompts; 0 = off."})
+    algorithm: str = field(default="grpo", metadata={"help": "Always `grpo` here (`ppo`, `ppo_lag`: the ppo verb)."})
+
+    def __post_init__(self):
+        if self.algorithm != "grpo":
+            raise SafetyRLHFError(
+                f"algorithm={self.algorithm!r} is run by `safety-rlhf ppo`; the grpo verb runs algorithm 'grpo' only"
+            )
+        super().__post_init__()
 
 
 def user_text(prompt) -> str:

@@ -31,7 +31,11 @@ activations (the policy's forward gives the values); `prefix` is a trainable cop
 head, and stores the activations of its K' layers. The no-grad rollout passes are bounded by one layer of the
 largest model either way, so they do not change.
 
-A GRPO recipe (one that sets `num_generations`, or `--algorithm grpo`) is planned with TRL's `GRPOTrainer` in mind:
+PPO-Lagrangian (`algorithm: ppo_lag`) adds the cost model (`cost_model_path`, or `--cost_model_config` before it
+exists; frozen, like the reward model) and a second critic of the same kind: twice the critic's weights, trainable
+state and training activations.
+
+A GRPO recipe (`algorithm: grpo`, or one that sets `num_generations`) is planned with TRL's `GRPOTrainer` in mind:
 no critic; a reference only when `beta` > 0 (none under LoRA: the adapter is switched off; a full copy at the
 recipe's dtype otherwise); `per_device_train_batch_size` counts completions (`num_generations` per prompt), and each
 process generates its whole share of the generation batch at once (`per_device_train_batch_size *
@@ -100,10 +104,10 @@ class PlanArguments:
     reward_model_config: str | None = field(
         default=None, metadata={"help": "Architecture of the reward model when its folder does not exist yet."}
     )
-    json_output: bool = field(default=False, metadata={"help": "Print the plan as one JSON object."})
-    algorithm: str | None = field(
-        default=None, metadata={"help": "`ppo` or `grpo`; None: grpo when the recipe sets num_generations."}
+    cost_model_config: str | None = field(
+        default=None, metadata={"help": "ppo_lag: architecture of the cost model when its folder does not exist yet."}
     )
+    json_output: bool = field(default=False, metadata={"help": "Print the plan as one JSON object."})
 
     def __post_init__(self):
         check_fields(self, positive=("gpu_memory_gib",), at_least_0=("reserve_fraction", "reserve_gib"))
@@ -112,8 +116,8 @@ class PlanArguments:
 
 
 def recipe_algorithm(argv: list[str]) -> str:
-    """`grpo` or `ppo`: `--algorithm` (command line or recipe) if given, else `grpo` when the recipe or the command
-    line sets `num_generations`. Decided before parsing, because the two recipes have different training arguments."""
+    """`ppo`, `ppo_lag` or `grpo`: `algorithm` (command line or recipe) if given, else `grpo` when the recipe or the
+    command line sets `num_generations`. Decided before parsing: GRPO recipes have other training arguments."""
     import yaml
 
     def value(flag: str):
@@ -131,8 +135,8 @@ def recipe_algorithm(argv: list[str]) -> str:
     algorithm = value("algorithm") or recipe.get("algorithm")
     if algorithm is None:
         algorithm = "grpo" if "num_generations" in recipe or value("num_generations") else "ppo"
-    if algorithm not in ("ppo", "grpo"):
-        raise SafetyRLHFError(f"algorithm={algorithm!r} is not supported; use 'ppo' or 'grpo'")
+    if algorithm not in ("ppo", "ppo_lag", "grpo"):
+        raise SafetyRLHFError(f"algorithm={algorithm!r} is not supported; use 'ppo', 'ppo_lag' or 'grpo'")
     return algorithm
 
 
@@ -257,6 +261,12 @@ def training_activation_bytes(dims: dict, tokens: int, act_bytes: int, checkpoin
     return tokens * act_bytes * dims["L"] * per_layer
 
 
+def scorer_dtype_bytes(config) -> int:
+    """Bytes per weight of a frozen reward or cost model: its config's dtype (fp32 when it names none)."""
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    return DTYPE_BYTES.get(str(dtype).replace("torch.", "") if dtype else None, 4)
+
+
 def kv_cache_bytes(dims: dict, tokens: int, act_bytes: int) -> float:
     return tokens * dims["L"] * 2 * dims["KV"] * act_bytes
 
@@ -282,8 +292,15 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     if not reward_path:
         raise SafetyRLHFError("the recipe has no reward_model_path; add it, or pass --reward_model_config")
     reward_config, reward_source = resolve_config(reward_path, "reward model")
-    reward_dtype = getattr(reward_config, "dtype", None) or getattr(reward_config, "torch_dtype", None)
-    reward_bytes = DTYPE_BYTES.get(str(reward_dtype).replace("torch.", "") if reward_dtype else None, 4)
+    reward_bytes = scorer_dtype_bytes(reward_config)
+    lagrangian = ppo_args.algorithm == "ppo_lag"
+    cost_config = cost_source = None
+    if lagrangian:
+        cost_path = plan_args.cost_model_config or ppo_args.cost_model_path
+        if not cost_path:
+            raise SafetyRLHFError("the ppo_lag recipe has no cost_model_path; add it, or pass --cost_model_config")
+        cost_config, cost_source = resolve_config(cost_path, "cost model")
+    n_critics = 2 if lagrangian else 1  # ppo_lag: a reward critic and a cost critic of the same kind
 
     top = ppo_args.trainable_layers  # = K: LoRA on the top K policy layers, the frozen prefix cached
     if top is not None:
@@ -314,10 +331,15 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     reward = model_memory(
         meta_model_of(reward_path, "reward model", False), reward_bytes, False, False, None, None, False
     )
+    cost = None
+    if lagrangian:
+        cost = model_memory(meta_model_of(cost_path, "cost model", False), scorer_dtype_bytes(cost_config), False,
+                            False, None, None, False)  # fmt: skip
     reference = 0.0 if lora_r else policy.weight_bytes  # LoRA: the same base with the adapter off
 
     p_dims, c_dims = decoder_dims(policy_config), decoder_dims(critic_config)
     r_dims = decoder_dims(reward_config)
+    scorer_dims = [r_dims] + ([decoder_dims(cost_config)] if lagrangian else [])
     prompt, response, vocab = script_args.max_prompt_length, ppo_args.response_length, policy_config.vocab_size
     seq = prompt + response
     act = dtype_bytes  # activations follow the weights' precision (the compute dtype under 4-bit)
@@ -327,7 +349,7 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
 
     generation = kv_cache_bytes(p_dims, chunk * seq, act) + 3 * chunk * vocab * 4
     rollout = (
-        max(chunk * seq * (2 * d["H"] + d["I"] + 2 * d["KV"]) * act for d in (p_dims, c_dims, r_dims))
+        max(chunk * seq * (2 * d["H"] + d["I"] + 2 * d["KV"]) * act for d in (p_dims, c_dims, *scorer_dims))
         + 2 * chunk * (response + 1) * vocab * act
         + prefix
     )
@@ -338,6 +360,7 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
         training_critic = 0
     elif kind == "prefix":
         training_critic = training_activation_bytes({**p_dims, "L": critic_layers}, micro * seq, act, checkpointing)
+    training_critic *= n_critics  # both critics' activations are stored in the same micro-batch
     training_logits = 3 * micro * (response + 1) * vocab * act
     # bitsandbytes dequantizes one 4-bit weight at a time for its matmul (the head is not quantized).
     dequant = max(m.weight.numel() for m in lora_targets(policy_model, "all-linear")) * act * four_bit
@@ -351,17 +374,33 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
         "critic trainable state (grads + AdamW)": critic.state_bytes,
         "reward model": reward.weight_bytes,
     }
+    if lagrangian:
+        static.update(
+            {
+                "cost critic weights": critic.weight_bytes,
+                "cost critic trainable state (grads + AdamW)": critic.state_bytes,
+                "cost model": cost.weight_bytes,
+            }
+        )
     phases = {"generation (KV cache)": generation, "rollout forwards (no grad)": rollout, "training": training}
     peak = sum(static.values()) + max(phases.values())
     need = peak * (1 + plan_args.reserve_fraction) + plan_args.reserve_gib * GIB
     return {
-        "sources": {"policy": policy_source, "critic": critic_source, "reward": reward_source},
+        "algorithm": ppo_args.algorithm,
+        "sources": {
+            "policy": policy_source,
+            "critic": critic_source,
+            "reward": reward_source,
+            **({"cost": cost_source} if lagrangian else {}),
+        },
         "params": {
             "policy": policy.params,
             "policy_trainable": policy.trainable,
             "critic": critic.params,
             "critic_trainable": critic.trainable,
+            "critics": n_critics,
             "reward": reward.params,
+            **({"cost": cost.params} if lagrangian else {}),
         },  # fmt: skip
         "settings": {
             "per_device_train_batch_size": micro,
@@ -410,8 +449,7 @@ def estimate_grpo(script_args, grpo_args, model_args, plan_args: PlanArguments, 
     if not reward_path:
         raise SafetyRLHFError("the recipe has no reward_model_path; add it, or pass --reward_model_config")
     reward_config, reward_source = resolve_config(reward_path, "reward model")
-    reward_dtype = getattr(reward_config, "dtype", None) or getattr(reward_config, "torch_dtype", None)
-    reward_bytes = DTYPE_BYTES.get(str(reward_dtype).replace("torch.", "") if reward_dtype else None, 4)
+    reward_bytes = scorer_dtype_bytes(reward_config)
 
     policy_model = meta_model_of(model_args.model_name_or_path, "policy", True)
     policy = model_memory(policy_model, dtype_bytes, four_bit, nested, lora_r,
@@ -523,14 +561,18 @@ def render(plan: dict, plan_args: PlanArguments, suggestion: dict | None) -> str
     gib = lambda b: f"{b / GIB:6.2f}"  # noqa: E731
     s, sources, params = plan["settings"], plan["sources"], plan["params"]
     grpo = plan.get("algorithm") == "grpo"
+    lag = plan.get("algorithm") == "ppo_lag"
     critic = "" if grpo else f"  critic: {sources['critic']}"
-    lines = [f"policy: {sources['policy']}{critic}  reward: {sources['reward']}"]
+    cost = f"  cost: {sources['cost']}" if lag else ""
+    lines = [f"policy: {sources['policy']}{critic}  reward: {sources['reward']}{cost}"]
     critic = "no critic (GRPO)" if grpo else (
-        f"critic {params['critic'] / 1e9:.3f}B ({params['critic_trainable'] / 1e6:.1f}M trainable)"
+        ("reward and cost critics " if lag else "critic ")
+        + f"{params['critic'] / 1e9:.3f}B ({params['critic_trainable'] / 1e6:.1f}M trainable)"
+        + (" each" if lag else "")
     )  # fmt: skip
     lines.append(
         f"params: policy {params['policy'] / 1e9:.3f}B ({params['policy_trainable'] / 1e6:.1f}M trainable), "
-        f"{critic}, reward {params['reward'] / 1e9:.3f}B"
+        f"{critic}, reward {params['reward'] / 1e9:.3f}B" + (f", cost {params['cost'] / 1e9:.3f}B" if lag else "")
     )
     if grpo:
         lines.append(
@@ -545,6 +587,7 @@ def render(plan: dict, plan_args: PlanArguments, suggestion: dict | None) -> str
             f"{s['per_device_train_batch_size']}, gradient checkpointing {s['gradient_checkpointing']}, rollout chunk "
             f"{s['local_rollout_forward_batch_size']}, {s['max_prompt_length']} + {s['response_length']} tokens"
             + (f", LoRA on the top {s['trainable_layers']} layers" if s["trainable_layers"] else "")
+            + (", PPO-Lagrangian" if lag else "")
         )
     lines += [
         "",

@@ -2,12 +2,13 @@
 
 safety-rlhf ppo --config recipes/tiny/ppo.yaml
 safety-rlhf ppo --config recipes/tiny/ppo.yaml --load_in_4bit true --use_peft true   # QLoRA policy
+safety-rlhf ppo --config recipes/tiny/ppo_lag.yaml    # PPO-Lagrangian: reward subject to a cost bound
 accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml -m safety_rlhf.cli ppo --config ...
 """
 
 from . import SafetyRLHFError, data
 from .config import SafetyPPOConfig, ScriptArguments, check_output_dir, move_previous_checkpoints, save_config
-from .critics import PrefixCritic, SharedValueHead
+from .critics import PrefixCritic, RewardAndCostCritics, SharedValueHead
 from .models import load_policy, load_tokenizer, load_value_model
 from .prefix_cache import causal_lm_of
 from .trainer import SafetyPPOTrainer, check_checkpoint, find_checkpoint
@@ -21,8 +22,27 @@ def load_reward(path: str | None, trust_remote_code: bool = False, allow_pickle:
     return SafetyRewardModel.from_pretrained(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
 
 
+def load_cost(path: str | None, trust_remote_code: bool = False, allow_pickle: bool = False):
+    if not path:
+        raise SafetyRLHFError(
+            "algorithm='ppo_lag' needs a cost model; pass --cost_model_path (train one with `safety-rlhf reward "
+            "--objective cost`)"
+        )
+    from reward.model import SafetyCostModel
+
+    return SafetyCostModel.from_pretrained(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+
+
 def load_critic(training_args: SafetyPPOConfig, model_args, policy, tokenizer, allow_pickle: bool = False):
-    """The critic `training_args.critic` names (`safety_rlhf.critics`), for this policy."""
+    """The critic `training_args.critic` names (`safety_rlhf.critics`), for this policy; under `ppo_lag` a reward
+    critic and a cost critic of that kind (`RewardAndCostCritics`), each with its own parameters."""
+    if training_args.algorithm == "ppo_lag":
+        return RewardAndCostCritics(*(one_critic(training_args, model_args, policy, tokenizer, allow_pickle)
+                                      for _ in range(2)))  # fmt: skip
+    return one_critic(training_args, model_args, policy, tokenizer, allow_pickle)
+
+
+def one_critic(training_args: SafetyPPOConfig, model_args, policy, tokenizer, allow_pickle: bool = False):
     if training_args.critic == "shared":
         return SharedValueHead(causal_lm_of(policy).config.hidden_size)
     if training_args.critic == "prefix":
@@ -55,6 +75,11 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
     reward_model = load_reward(
         training_args.reward_model_path, training_args.trust_remote_code, script_args.allow_pickle_weights
     )
+    cost_model = None
+    if training_args.algorithm == "ppo_lag":
+        cost_model = load_cost(
+            training_args.cost_model_path, training_args.trust_remote_code, script_args.allow_pickle_weights
+        )
     policy = load_policy(
         model_args,
         tokenizer,
@@ -64,7 +89,9 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
         allow_pickle=script_args.allow_pickle_weights,
     )
     value_model = load_critic(training_args, model_args, policy, tokenizer, script_args.allow_pickle_weights)
-    trainer = SafetyPPOTrainer(training_args, tokenizer, policy, value_model, reward_model, train_dataset)
+    trainer = SafetyPPOTrainer(
+        training_args, tokenizer, policy, value_model, reward_model, train_dataset, cost_model=cost_model
+    )
     if resume:
         check_checkpoint(
             find_checkpoint(training_args.output_dir, resume), trainer.accelerator.unwrap_model(trainer.model)

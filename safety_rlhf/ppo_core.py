@@ -11,7 +11,15 @@ Departures from the papers:
 3. KL in the reward (Ziegler et al. 2019; Stiennon et al. 2020): the KL penalty is a per-token reward term built by the
    caller from ``per_token_kl``, not a loss term; its coefficient comes from a KL controller.
 4. Each response is one episode: the value after its last valid token is 0, also when it was cut at T without EOS.
+
+PPO-Lagrangian (Safe RLHF: Dai et al. 2023, arXiv 2310.12773; code PKU-Alignment/safe-rlhf,
+`safe_rlhf/algorithms/ppo_lag/trainer.py`, and its successor PKU-Alignment/align-anything, whose PPO-Lag trainer has
+the same pieces): `token_costs`, `lagrangian_advantages` and `LagrangeMultiplier`. Departure 5: the cost clip is the reward's (`reward_clip`), applied to the episode cost, as the
+score's; safe-rlhf clips every per-token reward and cost at `clip_range_score`.
 """
+
+import math
+from collections import deque
 
 import torch
 
@@ -149,6 +157,97 @@ def token_rewards(
     if whiten:
         rewards = masked_whiten(rewards, mask, shift_mean=False)
     return rewards, non_score_reward
+
+
+def token_costs(
+    costs: torch.Tensor,
+    kl: torch.Tensor,
+    lengths: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+    whiten: bool = False,
+) -> torch.Tensor:
+    """Per-token costs of PPO-Lagrangian: c_t = +kl_coef * KL_t, plus the episode cost on the last valid token.
+
+    The KL term enters the cost with the opposite sign to the reward's (align-anything's
+    `add_kl_divergence_regularization_with_cost`: rewards = -beta * KL + reward, costs = +beta * KL + cost), so that in the
+    combined advantage (A_r - lambda * A_c) / (1 + lambda) the KL penalty keeps its weight beta whatever lambda.
+    costs: (B,); kl, mask: (B, T); lengths: (B,). Returns (B, T), 0 at padding (see `token_rewards`).
+    """
+    return token_rewards(costs, -kl, lengths, mask, kl_coef, whiten=whiten)[0]
+
+
+def lagrangian_advantages(
+    reward_advantages: torch.Tensor, cost_advantages: torch.Tensor, multiplier: float
+) -> torch.Tensor:
+    """The actor's advantage of PPO-Lagrangian: (A_r - lambda * A_c) / (1 + lambda) (safe-rlhf
+    `PPOLagTrainer.actor_loss_fn`). Dividing by 1 + lambda keeps its scale bounded as lambda grows. (B, T) -> (B, T)."""
+    if multiplier < 0:
+        raise ValueError(f"the Lagrange multiplier must be >= 0, got {multiplier}")
+    return (reward_advantages - multiplier * cost_advantages) / (1.0 + multiplier)
+
+
+class LagrangeMultiplier:
+    """The multiplier lambda >= 0 of the cost constraint J_c <= threshold, kept as `log_lambda` (safe-rlhf
+    `PPOLagTrainer`: `log_lambda` initialised at log(lambda_init), SGD at `lambda_lr`).
+
+    Each update (`step`), once `delay_steps` updates are done: one SGD step on the loss
+    -(J_c - threshold) * exp(log_lambda), i.e. log_lambda += lr * (J_c - threshold) * lambda, then log_lambda is
+    capped at log(lambda_max). So lambda rises while the mean episode cost J_c is above the threshold, falls while it
+    is below, and is never negative (it is an exponential). J_c is the mean cost of the last `window_size` episodes
+    (`add_costs`); with several processes the caller averages the per-process means (`window_mean`), as safe-rlhf's
+    all-reduce of the episode-cost mean (`PPOLagTrainer.rl_step`), so every process takes the same step.
+    """
+
+    def __init__(self, lambda_init: float, lr: float, threshold: float = 0.0, lambda_max: float | None = None,
+                 delay_steps: int = 0, window_size: int = 128):  # fmt: skip
+        if lambda_init <= 0:
+            raise ValueError(f"lambda_init must be > 0 (lambda is kept as its log), got {lambda_init}")
+        self.log_lambda = torch.nn.Parameter(torch.tensor(math.log(lambda_init), dtype=torch.float64))
+        self.optimizer = torch.optim.SGD([self.log_lambda], lr=lr)
+        self.threshold = float(threshold)
+        self.log_lambda_max = math.log(lambda_max) if lambda_max else None
+        self.delay_steps = int(delay_steps)
+        self.window = deque(maxlen=int(window_size))
+
+    @property
+    def value(self) -> float:
+        return float(self.log_lambda.detach().exp())
+
+    def add_costs(self, costs) -> None:
+        """Append this rollout's episode costs (a sequence of floats) to the window."""
+        self.window.extend(float(c) for c in costs)
+
+    def window_mean(self) -> float:
+        return sum(self.window) / len(self.window) if self.window else 0.0
+
+    def step(self, episode_cost: float, updates_done: int) -> bool:
+        """One multiplier update from J_c = `episode_cost`; nothing before `delay_steps` updates. Returns whether it
+        moved."""
+        if updates_done < self.delay_steps:
+            return False
+        loss = -(float(episode_cost) - self.threshold) * self.log_lambda.exp()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        if self.log_lambda_max is not None:
+            with torch.no_grad():
+                self.log_lambda.clamp_(max=self.log_lambda_max)
+        return True
+
+    def state_dict(self) -> dict:
+        return {
+            "log_lambda": self.log_lambda.detach().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "window": torch.tensor(list(self.window), dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.log_lambda.copy_(state["log_lambda"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.window.clear()
+        self.window.extend(state["window"].tolist())
 
 
 def policy_loss(

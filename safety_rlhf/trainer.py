@@ -15,6 +15,11 @@ Departures from TRL 1.12's PPOTrainer (each a fix of a documented limitation):
     4. Entropy bonus (`ent_coef`), gradient clipping (`max_grad_norm`), adaptive KL, full-state resume.
     5. Old log-probs are read during generation one step at a time (`rollout.SampledLogprobs`), not from a stored
        (B, R, V) tensor of scores; `logprobs_from_generation=False` recomputes them with a forward pass instead.
+
+`algorithm: ppo_lag` (PPO-Lagrangian, Safe RLHF) adds to the same steps: 3 the cost model scores each completion and
+the multiplier lambda takes one step on the recent episodes' mean cost; 4 per-token costs (+beta * KL_t); 5 cost GAE
+from the cost critic, and the actor's advantage (A_r - lambda * A_c) / (1 + lambda); 6 the cost critic's clipped value
+loss beside the reward critic's. See `ppo_core` for the pieces and their sources.
 """
 
 import gc
@@ -43,11 +48,12 @@ from trl import create_reference_model
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import disable_dropout_in_model
 
-from . import SafetyRLHFError, ppo_core, prefix_cache, rollout
+from . import SafetyRLHFError, critics, ppo_core, prefix_cache, rollout
 from .config import SafetyPPOConfig, to_dict
 
 METRICS_FILE = "metrics.jsonl"
 STATE_FILE = "trainer_state.pt"
+COST_WINDOW_FILE = "cost_window_{rank}.pth"  # ppo_lag: each process's recent episode costs
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # Words in the RuntimeError of a failed gloo/NCCL collective (torch raises no dedicated type for all of them).
 COLLECTIVE_ERRORS = ("gloo", "NCCL", "nccl", "Timed out", "Connection closed", "Connection reset", "timed out")
@@ -186,10 +192,12 @@ class SafetyPPOTrainer:
         train_dataset: rows with `input_ids` (chat template applied, unpadded) and `prompt` (the text given to the
             reward); an optional `label` (`harmful`/`benign`) enables the `safety/*` rollout metrics.
         ref_model: an explicit frozen reference; default: adapter disabled (PEFT) or a frozen copy of the policy.
+        cost_model: `algorithm: ppo_lag` only: a `reward.SafetyCostModel` or any callable `(prompts, completions) ->
+            list[float]`, higher = more harmful; `value_model` is then a `critics.RewardAndCostCritics`.
     """
 
     def __init__(self, args: SafetyPPOConfig, processing_class, model, value_model, reward_model, train_dataset,
-                 ref_model=None):  # fmt: skip
+                 ref_model=None, cost_model=None):  # fmt: skip
         self.args = args
         self.tokenizer = processing_class
 
@@ -225,8 +233,30 @@ class SafetyPPOTrainer:
         self.stop_token_ids = stop_ids
         self.gen_config = rollout.generation_config(args, processing_class, stop_ids)
 
-        # Reward
+        # Reward, and under ppo_lag the cost and its multiplier
         self.reward_fn = reward_model
+        self.cost_fn = cost_model
+        self.multiplier = None
+        if args.algorithm == "ppo_lag":
+            if cost_model is None:
+                raise SafetyRLHFError(
+                    "algorithm='ppo_lag' needs a cost model; pass --cost_model_path (train one with "
+                    "`safety-rlhf reward --objective cost`)"
+                )
+            if not isinstance(value_model, critics.RewardAndCostCritics):
+                raise SafetyRLHFError(
+                    "algorithm='ppo_lag' needs a reward critic and a cost critic: pass a critics.RewardAndCostCritics "
+                    "(safety_rlhf.ppo.load_critic builds one)"
+                )
+            self.multiplier = ppo_core.LagrangeMultiplier(
+                args.lambda_init, args.lambda_lr, args.threshold, args.lambda_max, args.lambda_update_delay_steps,
+                args.episode_cost_window_size,
+            )  # fmt: skip
+        elif cost_model is not None or isinstance(value_model, critics.RewardAndCostCritics):
+            raise SafetyRLHFError(
+                f"a cost model and cost critic are read only by algorithm='ppo_lag' (algorithm={args.algorithm!r}); "
+                "set algorithm ppo_lag or pass neither"
+            )
 
         # Dataset
         if "input_ids" not in train_dataset.column_names or "prompt" not in train_dataset.column_names:
@@ -281,6 +311,8 @@ class SafetyPPOTrainer:
             self.ref_model = self.ref_model.to(self.accelerator.device)
         if isinstance(reward_model, torch.nn.Module):
             self.reward_fn = reward_model.to(self.accelerator.device).eval()
+        if isinstance(cost_model, torch.nn.Module):
+            self.cost_fn = cost_model.to(self.accelerator.device).eval()
 
         # KL control
         if args.adaptive_kl:
@@ -349,11 +381,10 @@ class SafetyPPOTrainer:
                 history.append(metrics)
                 self.log(metrics, samples)
                 bar.update(1)
-                bar.set_postfix(
-                    episode=metrics["episode"],
-                    score=f"{metrics['objective/scores']:.3f}",
-                    kl=f"{metrics['objective/kl']:.3f}",
-                )
+                postfix = {"episode": metrics["episode"], "score": f"{metrics['objective/scores']:.3f}"}
+                if self.multiplier is not None:
+                    postfix.update(cost=f"{metrics['objective/cost']:.3f}", lam=f"{metrics['lagrangian/lambda']:.3f}")
+                bar.set_postfix(**postfix, kl=f"{metrics['objective/kl']:.3f}")
                 if self.update == self.num_updates:
                     break  # the entry point saves the final model
                 periodic = bool(args.save_steps) and self.update % int(args.save_steps) == 0
@@ -474,7 +505,8 @@ class SafetyPPOTrainer:
                 ))  # fmt: skip
         logprobs, ref_logprobs, values, hidden = (torch.cat(x) if x[0] is not None else None for x in zip(*chunks))
         logprobs = generated_logprobs if generated_logprobs is not None else logprobs
-        values = values * maskf
+        lagrangian = self.multiplier is not None
+        values = values * (maskf.unsqueeze(-1) if lagrangian else maskf)  # ppo_lag: (B, R, 2), reward and cost
 
         # 3. Score the decoded completions with the reward's own tokenizer; the EOS trick on missing stop tokens.
         with timer("scoring"):
@@ -490,6 +522,20 @@ class SafetyPPOTrainer:
             rule_term = args.refusal_reward * torch.where(refused == harmful, 1.0, -1.0)
         eos_penalty = args.missing_eos_penalty if self.stop_token_ids else None
         scores = ppo_core.episode_scores(raw_scores, has_stop, eos_penalty, args.reward_clip, rule_term)
+        if lagrangian:
+            # ppo_lag: the cost model's score of each completion, then one step of lambda on J_c, the mean cost of the
+            # recent episodes (this rollout's included), as safe-rlhf does before its PPO step. Non-finite costs never
+            # enter the window.
+            with timer("scoring"):
+                raw_costs = rollout.score(self.cost_fn, batch["prompts"], completions, acc.device)
+            costs = ppo_core.episode_scores(raw_costs, has_stop, reward_clip=args.reward_clip)
+            if self.all_finite(raw_costs):
+                self.multiplier.add_costs(raw_costs.tolist())
+                local = torch.tensor(self.multiplier.window_mean(), dtype=torch.float64, device=acc.device)
+                episode_cost = acc.reduce(local, reduction="mean").item()
+                self.multiplier.step(episode_cost, self.update)
+            else:
+                episode_cost = float("nan")
 
         # 4. Per-token rewards: -beta * KL_t on every response token, plus the score on the last one (the stop token).
         kl = ppo_core.per_token_kl(logprobs, ref_logprobs, args.kl_estimator) * maskf
@@ -497,8 +543,22 @@ class SafetyPPOTrainer:
             scores, kl, lengths, maskf, self.kl_ctl.value, whiten=args.whiten_rewards
         )
 
-        # 5. Advantages: GAE over response tokens, returns = A + V, advantages whitened over the batch.
-        advantages, returns = ppo_core.compute_gae(rewards, values, maskf, args.gamma, args.lam)
+        # 5. Advantages: GAE over response tokens, returns = A + V, advantages whitened over the batch. Under ppo_lag,
+        # the cost's own GAE (per-token costs +beta * KL_t, the episode cost on the last token) from the cost critic,
+        # and the actor's advantage (A_r - lambda * A_c) / (1 + lambda), whitened (safe-rlhf does not whiten: the
+        # 1 / (1 + lambda) then only sets the scale, which whitening also does; lambda's relative weight stays).
+        if lagrangian:
+            advantages, returns = ppo_core.compute_gae(rewards, values[..., 0], maskf, args.gamma, args.lam)
+            cost_rewards = ppo_core.token_costs(
+                costs, kl, lengths, maskf, self.kl_ctl.value, whiten=args.whiten_rewards
+            )
+            cost_advantages, cost_returns = ppo_core.compute_gae(
+                cost_rewards, values[..., 1], maskf, args.gamma, args.lam
+            )
+            advantages = ppo_core.lagrangian_advantages(advantages, cost_advantages, self.multiplier.value)
+            returns = torch.stack([returns, cost_returns], dim=-1)  # (B, R, 2)
+        else:
+            advantages, returns = ppo_core.compute_gae(rewards, values, maskf, args.gamma, args.lam)
         advantages = ppo_core.masked_whiten(advantages, maskf)
 
         query_responses = torch.cat([queries, responses], dim=1)
@@ -517,12 +577,12 @@ class SafetyPPOTrainer:
             "advantages": advantages,
             "hidden": hidden,  # (B, T, d) output of the frozen bottom layers, or None
         }
-        finite = self.all_finite(rewards, advantages, values)
+        finite = self.all_finite(rewards, advantages, values, returns)
         sequence_lengths = query_mask.sum(1) + lengths
 
         # 6. PPO epochs: shuffled mini-batches, each one optimizer step over accumulated micro-batches.
         unwrapped.train()
-        stats = {k: [] for k in STAT_KEYS}
+        stats = {k: [] for k in STAT_KEYS + (("cost_vf_loss",) if lagrangian else ())}
         if finite:
             with timer("optimization"):
                 finite = self.ppo_epochs(rollout_batch, sequence_lengths, context, stats)
@@ -542,7 +602,11 @@ class SafetyPPOTrainer:
             "objective/raw_scores": mean(raw_scores),
             "val/num_eos_tokens": acc.reduce(has_stop.sum(), reduction="sum").item(),
             "val/response_length": mean(lengths),
-            "val/explained_variance": mean(ppo_core.explained_variance(values, returns, maskf)),
+            "val/explained_variance": mean(
+                ppo_core.explained_variance(values[..., 0], returns[..., 0], maskf)
+                if lagrangian
+                else ppo_core.explained_variance(values, returns, maskf)
+            ),
             "kl_coef": self.kl_ctl.value,
             "nonfinite_update": int(not finite),
             **{f"time/{phase}": seconds for phase, seconds in timer.seconds.items()},
@@ -562,6 +626,20 @@ class SafetyPPOTrainer:
                     "val/ratio_var": avg["ratio_var"],
                 }
             )
+        if lagrangian:
+            metrics.update(
+                {
+                    "objective/cost": mean(raw_costs),
+                    "objective/clipped_cost": mean(costs),
+                    "lagrangian/lambda": self.multiplier.value,
+                    "lagrangian/J_c": episode_cost,
+                    "val/cost_explained_variance": mean(
+                        ppo_core.explained_variance(values[..., 1], returns[..., 1], maskf)
+                    ),
+                }
+            )
+            if stats["cost_vf_loss"]:
+                metrics["loss/cost_value_avg"] = mean(torch.stack(stats["cost_vf_loss"]))
         metrics.update(self.safety_metrics(refused, harmful))
         samples = list(zip(batch["prompts"], completions, scores.tolist(), strict=True))[: args.sample_completions]
         return metrics, samples
@@ -645,12 +723,24 @@ class SafetyPPOTrainer:
         pg_loss, pg_stats = ppo_core.policy_loss(
             new_logprobs, rb["logprobs"][idx, :width], rb["advantages"][idx, :width], m, args.cliprange
         )
-        vf_loss, vf_stats = ppo_core.value_loss(
-            vpred, rb["values"][idx, :width], rb["returns"][idx, :width], m, args.cliprange_value
-        )
+        old_values, returns = rb["values"][idx, :width], rb["returns"][idx, :width]
+        cost_stats = {}
+        if vpred.dim() == 3:  # ppo_lag: the reward critic's values [..., 0], the cost critic's [..., 1]
+            vf_loss, vf_stats = ppo_core.value_loss(
+                vpred[..., 0], old_values[..., 0], returns[..., 0], m, args.cliprange_value
+            )
+            cost_vf_loss, _ = ppo_core.value_loss(
+                vpred[..., 1], old_values[..., 1], returns[..., 1], m, args.cliprange_value
+            )
+            cost_stats["cost_vf_loss"] = cost_vf_loss
+            vf_total = vf_loss + cost_vf_loss
+        else:
+            vf_loss, vf_stats = ppo_core.value_loss(vpred, old_values, returns, m, args.cliprange_value)
+            vf_total = vf_loss
         entropy_mean = ppo_core.masked_mean(entropy, m)
-        loss = pg_loss + args.vf_coef * vf_loss - args.ent_coef * entropy_mean
+        loss = pg_loss + args.vf_coef * vf_total - args.ent_coef * entropy_mean
         stats = {
+            **cost_stats,
             "pg_loss": pg_loss,
             "vf_loss": vf_loss,
             "pg_clipfrac": pg_stats["clipfrac"],
@@ -726,6 +816,9 @@ class SafetyPPOTrainer:
         }
         try:
             torch.save(rng, tmp / f"rng_state_{acc.process_index}.pth")
+            if self.multiplier is not None:  # each process's own recent costs (J_c averages the processes' means)
+                window = torch.tensor(list(self.multiplier.window), dtype=torch.float64)
+                torch.save(window, tmp / COST_WINDOW_FILE.format(rank=acc.process_index))
             if acc.is_main_process:
                 self.save_model(tmp)
                 unwrapped, trainable = acc.unwrap_model(self.model), set(self.trainable)
@@ -734,6 +827,7 @@ class SafetyPPOTrainer:
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
                     "kl_ctl": self.kl_ctl.state_dict(),
+                    **({"lagrangian": self.multiplier.state_dict()} if self.multiplier is not None else {}),
                     "update": self.update,
                     "nonfinite_streak": self.nonfinite_streak,
                 }
@@ -800,6 +894,8 @@ class SafetyPPOTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
+        if self.multiplier is not None:
+            self.load_lagrangian(path, state)
         self.update = state["update"]
         self.nonfinite_streak = state["nonfinite_streak"]
         rng_file = path / f"rng_state_{acc.process_index}.pth"
@@ -822,12 +918,28 @@ class SafetyPPOTrainer:
                     f.write("\n".join(later) + "\n")
                 metrics.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
 
+    def load_lagrangian(self, path: Path, state: dict) -> None:
+        """lambda (its log and SGD state) from the state file, and this process's cost window from its own file (the
+        first process's when the run resumes on more processes than it was saved from)."""
+        if "lagrangian" not in state:
+            raise SafetyRLHFError(
+                f"checkpoint {path} was written by algorithm='ppo' and holds no Lagrange multiplier; resume it with "
+                "algorithm ppo, or start the ppo_lag run from its weights"
+            )
+        mine = path / COST_WINDOW_FILE.format(rank=self.accelerator.process_index)
+        window = mine if mine.is_file() else path / COST_WINDOW_FILE.format(rank=0)
+        lagrangian = dict(state["lagrangian"])
+        if window.is_file():
+            lagrangian["window"] = torch.load(window, weights_only=True)
+        self.multiplier.load_state_dict(lagrangian)
+
     def save_model(self, output_dir) -> None:
-        """The policy (a PEFT adapter under LoRA, else the full model) with its tokenizer, and the critic in `value/`."""
+        """The policy (a PEFT adapter under LoRA, else the full model) with its tokenizer, and the critic in `value/`
+        (under ppo_lag the cost critic in `cost_value/`)."""
         acc = self.accelerator
         if not acc.is_main_process:
             return
         unwrapped = acc.unwrap_model(self.model)
         unwrapped.policy.save_pretrained(output_dir)
         self.tokenizer.save_pretrained(output_dir)
-        unwrapped.value.save_pretrained(Path(output_dir) / "value")
+        critics.save_critics(unwrapped.value, output_dir)

@@ -4,7 +4,8 @@ writes a fingerprint of its weights, the sizes it used and its metrics.
     python tests/ddp_ppo.py POLICY_DIR OUT_DIR SCENARIO
 
 Scenarios: `sync` (plain run), `nan_reward` / `nan_loss` (rank 1 alone sees a NaN reward / loss at update 2),
-`stall` (rank 1 stops answering at update 2; rank 0 must end with a clear error after `ddp_timeout`).
+`stall` (rank 1 stops answering at update 2; rank 0 must end with a clear error after `ddp_timeout`), `ppo_lag`
+(PPO-Lagrangian: each rank sees its own costs, lambda must stay the same on both).
 Like the CLI, a `SafetyRLHFError` prints one line and exits with status 2.
 """
 
@@ -18,10 +19,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import length_reward, make_dataset, model_args  # noqa: E402
+from helpers import length_cost, length_reward, make_dataset, model_args  # noqa: E402
 
 from safety_rlhf import SafetyRLHFError  # noqa: E402
 from safety_rlhf.config import SafetyPPOConfig  # noqa: E402
+from safety_rlhf.critics import RewardAndCostCritics  # noqa: E402
 from safety_rlhf.models import load_policy, load_tokenizer, load_value_model  # noqa: E402
 from safety_rlhf.trainer import SafetyPPOTrainer  # noqa: E402
 
@@ -59,14 +61,20 @@ def main(policy_path: str, out: str, scenario: str) -> None:
         output_dir=out, use_cpu=True, per_device_train_batch_size=2, gradient_accumulation_steps=2, num_ppo_epochs=2,
         max_steps=3, response_length=6, learning_rate=1e-3, save_steps=0, sample_completions=0, seed=0,
         ddp_timeout=8 if scenario == "stall" else 600,
+        **(dict(algorithm="ppo_lag", lambda_lr=0.5, threshold=0.0) if scenario == "ppo_lag" else {}),
     )  # fmt: skip
+    lag = scenario == "ppo_lag"
+    critic = load_value_model(policy_path, margs, tokenizer)
+    if lag:
+        critic = RewardAndCostCritics(critic, load_value_model(policy_path, margs, tokenizer))
     trainer = SafetyPPOTrainer(
         args,
         tokenizer,
         load_policy(margs, tokenizer),
-        load_value_model(policy_path, margs, tokenizer),
+        critic,
         length_reward,
         make_dataset(tokenizer),
+        cost_model=length_cost if lag else None,
     )
     if scenario in ("nan_reward", "stall"):
         trainer.reward_fn = OnRank1AtUpdate2(trainer, length_reward, nan_like if scenario == "nan_reward" else stall)
@@ -87,6 +95,9 @@ def main(policy_path: str, out: str, scenario: str) -> None:
                 "fingerprint": fingerprint,
                 "changed": sum(fingerprint[n] != initial[n] for n in initial),
                 "prompts_seen": trainer.batch(0)["prompts"],
+                "costs": [m.get("objective/cost") for m in history],
+                "lambda": [m.get("lagrangian/lambda") for m in history],
+                "window": list(trainer.multiplier.window) if lag else [],
             }
         )
     )

@@ -99,8 +99,14 @@ def length_reward(prompts, completions):
     return [len(c) / 40 for c in completions]
 
 
-def build(tiny_models, tmp_path, reward=None, peft=False, ref_model=None, **kw):
-    """A trainer on the session's tiny policy; `critic`, `critic_layers` and `trainable_layers` go to the config."""
+def length_cost(prompts, completions):
+    """A cost that grows with the completion's length, for PPO-Lagrangian runs (higher = worse)."""
+    return [len(c) / 40 for c in completions]
+
+
+def build(tiny_models, tmp_path, reward=None, peft=False, ref_model=None, cost=None, **kw):
+    """A trainer on the session's tiny policy; `critic`, `critic_layers`, `trainable_layers` and the ppo_lag fields
+    go to the config. Under `algorithm="ppo_lag"`, `cost` (default `length_cost`) is the cost model."""
     margs = model_args(
         tiny_models["policy"], use_peft=peft, lora_r=8, lora_alpha=16, lora_target_modules=["q_proj", "v_proj"]
     )
@@ -110,7 +116,11 @@ def build(tiny_models, tmp_path, reward=None, peft=False, ref_model=None, **kw):
     policy = load_policy(margs, tokenizer, trainable_layers=args.trainable_layers)
     value = load_critic(args, margs, policy, tokenizer)
     reward = reward or LetterReward(tokenizer)
-    return SafetyPPOTrainer(args, tokenizer, policy, value, reward, make_dataset(tokenizer), ref_model=ref_model)
+    if args.algorithm == "ppo_lag":
+        cost = cost or length_cost
+    return SafetyPPOTrainer(
+        args, tokenizer, policy, value, reward, make_dataset(tokenizer), ref_model=ref_model, cost_model=cost
+    )
 
 
 class CrashAfter:

@@ -139,6 +139,29 @@ def test_reward_learning_rate_negative(prev, capsys):
           names="learning_rate=-1.0 must be 0 or more", out=prev)  # fmt: skip
 
 
+def test_cost_objective_with_hard_negatives(prev, capsys):
+    fails(capsys, "reward", "--output_dir", prev, "--overwrite_output_dir", "true", "--objective", "cost",
+          "--hard_negatives", "true", names="hard_negatives=True is for objective='reward'", out=prev)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        (["--algorithm", "ppo_lag"], "algorithm='ppo_lag' needs a cost model; pass --cost_model_path"),
+        (["--cost_model_path", "runs/cost"], "cost_model_path='runs/cost' is read only by algorithm='ppo_lag'"),
+        (["--algorithm", "ppo_lag", "--lambda_max", "0.5"], "lambda_max=0.5 is below lambda_init=1.0"),
+        (["--algorithm", "trpo"], "algorithm='trpo' is not supported; use 'ppo' or 'ppo_lag'"),
+    ],
+)
+def test_ppo_lag_settings(tiny_models, prev, capsys, extra, names):
+    fails(capsys, "ppo", *ppo(tiny_models, prev, *extra), names=names, out=prev)
+
+
+def test_grpo_verb_with_another_algorithm(prev, capsys):
+    fails(capsys, "grpo", "--output_dir", prev, "--overwrite_output_dir", "true", "--algorithm", "ppo",
+          names="algorithm='ppo' is run by `safety-rlhf ppo`", out=prev)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("option", "value", "names"),
     [

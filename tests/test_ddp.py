@@ -1,8 +1,9 @@
 """Two CPU ranks (gloo), started and owned by the test (`helpers.run_ranks`: killed whole at the timeout): the ranks
-stay in sync, a NaN on one rank alone skips the update on both instead of hanging them, and a stalled peer ends the
-run with a clear error after `ddp_timeout`."""
+stay in sync, a NaN on one rank alone skips the update on both instead of hanging them, a stalled peer ends the
+run with a clear error after `ddp_timeout`, and PPO-Lagrangian's multiplier is the same on both ranks."""
 
 import json
+import math
 
 import pytest
 from helpers import HERE, run_ranks
@@ -23,6 +24,18 @@ def test_two_process_ddp_keeps_ranks_in_sync(tiny_models, tmp_path):
     assert [r["batch_size"] for r in out] == [8, 8] and [r["episode"] for r in out] == [24, 24]
     assert out[0]["changed"] > 0 and out[0]["fingerprint"] == out[1]["fingerprint"]
     assert out[0]["prompts_seen"] != out[1]["prompts_seen"]  # each rank rolls out its own slice of the batch
+
+
+def test_ppo_lag_keeps_lambda_identical_on_both_ranks(tiny_models, tmp_path):
+    results, out = ranks(tiny_models, tmp_path, "ppo_lag")
+    assert [code for code, _ in results] == [0, 0], results[0][1][-3000:] + results[1][1][-3000:]
+    assert out[0]["window"] != out[1]["window"]  # each rank's own episodes ...
+    assert out[0]["lambda"] == out[1]["lambda"]  # ... one multiplier, from J_c averaged over the ranks
+    assert out[0]["lambda"][-1] != 1.0 and out[0]["fingerprint"] == out[1]["fingerprint"]
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    j_c = (mean(out[0]["window"]) + mean(out[1]["window"])) / 2  # the last update's J_c, by hand
+    lam_before = out[0]["lambda"][-2]
+    assert out[0]["lambda"][-1] == pytest.approx(lam_before * math.exp(0.5 * j_c * lam_before), rel=1e-9)
 
 
 @pytest.mark.parametrize("scenario", ["nan_reward", "nan_loss"])

@@ -285,3 +285,28 @@ def test_plan_of_the_7b_recipe_with_trainable_layers(capsys):
     # Cached prefix: 32 rows x 512 tokens x 3584 in bf16 = 112 MiB
     assert after["training_detail_bytes"]["cached prefix hidden state"] == 32 * 512 * 3584 * 2
     assert after["peak_bytes"] < before["peak_bytes"] and after["fits"]
+
+
+def test_plan_of_the_7b_ppo_lag_recipe_adds_a_cost_model_and_a_second_critic(capsys):
+    base = run_plan(capsys, "--config", "recipes/qwen2.5-7b-instruct/ppo_qlora.yaml")["plan"]
+    lag = run_plan(capsys, "--config", "recipes/qwen2.5-7b-instruct/ppo_lag_qlora.yaml")["plan"]
+    s, b = lag["static_bytes"], base["static_bytes"]
+    assert lag["algorithm"] == "ppo_lag" and lag["params"]["critics"] == 2 and base["params"]["critics"] == 1
+    # The same 0.5B critic twice, and a 0.5B cost model beside the 0.5B reward model, all from the known shapes.
+    assert s["cost critic weights"] == s["critic weights"] == b["critic weights"]
+    assert s["cost critic trainable state (grads + AdamW)"] == b["critic trainable state (grads + AdamW)"]
+    assert s["cost model"] == b["reward model"] and lag["params"]["cost"] == base["params"]["reward"]
+    critic_acts = base["training_detail_bytes"]["critic activations"]
+    assert lag["training_detail_bytes"]["critic activations"] == 2 * critic_acts
+    # Training is the largest phase in both plans: the peak grows by exactly the additions.
+    assert max(lag["phase_bytes"], key=lag["phase_bytes"].get) == "training"
+    added = s["cost critic weights"] + s["cost critic trainable state (grads + AdamW)"] + s["cost model"] + critic_acts
+    assert lag["peak_bytes"] == pytest.approx(base["peak_bytes"] + added)
+    assert lag["fits"] and lag["needed_bytes"] < 24 * plan.GIB
+
+
+def test_plan_of_ppo_lag_without_a_cost_model_is_one_line_error(capsys):
+    argv = ["plan", "--config", "recipes/qwen2.5-7b-instruct/ppo_qlora.yaml", "--algorithm", "ppo_lag"]
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no cost_model_path; add it, or pass --cost_model_config" in err and len(err.splitlines()) == 1
