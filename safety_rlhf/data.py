@@ -316,10 +316,14 @@ RESPONSE_COLUMNS = ("prompt", "label", "category", "split", "decoding", "respons
 
 
 def read_responses(name: str, option: str = "responses") -> list[dict]:
-    """The rows of a `safety-rlhf sample` file (`RESPONSE_COLUMNS`): a path, or a bare name in `safety_rlhf/data/`.
+    """The rows of a `safety-rlhf sample` file (`RESPONSE_COLUMNS`): a path, or a bare name in `safety_rlhf/data/`;
+    several files as comma-separated names (e.g. the responses of the starting model and of the warm start), their
+    rows in that order.
 
     `option` is the config field that named the file, for the error messages.
     """
+    if "," in name:
+        return [row for part in name.split(",") if part.strip() for row in read_responses(part.strip(), option)]
     path = Path(name)
     if not path.is_file() and (DATA_DIR / name).is_file():
         path = DATA_DIR / name

@@ -23,7 +23,7 @@ from trl import GRPOConfig, get_peft_config
 
 from . import SafetyRLHFError, data, ppo_core
 from .config import ScriptArguments, check_output_dir, save_config
-from .models import load_policy, load_tokenizer
+from .models import load_policy, load_tokenizer, lora_on_top_layers
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -45,6 +45,9 @@ class SafetyGRPOConfig(GRPOConfig):
             or a benign one answered, `-refusal_reward` otherwise (phrase-list refusal detector); 0 turns it off.
         algorithm (`str`, *optional*, defaults to `"grpo"`): always `"grpo"`; the field exists so that one recipe
             key names the algorithm of every RL recipe (`safety-rlhf plan` reads it).
+        trainable_layers (`int` or `None`, *optional*, defaults to `None`): = K, LoRA on the top K decoder layers
+            only, as in `ppo` (PEFT `layers_to_transform`), so that both train the same parameters; the backward pass
+            then stops at layer L-K. TRL's trainer still runs the bottom layers in every pass (no prefix caching).
     """
 
     # Overridden GRPOConfig defaults
@@ -55,11 +58,18 @@ class SafetyGRPOConfig(GRPOConfig):
     missing_eos_penalty: float | None = field(default=None, metadata={"help": "Score penalty without EOS."})
     refusal_reward: float = field(default=0.0, metadata={"help": "Rule-based term on labelled prompts; 0 = off."})
     algorithm: str = field(default="grpo", metadata={"help": "Always `grpo` here (`ppo`, `ppo_lag`: the ppo verb)."})
+    trainable_layers: int | None = field(
+        default=None, metadata={"help": "LoRA on the top K decoder layers only; None = all layers."}
+    )
 
     def __post_init__(self):
         if self.algorithm != "grpo":
             raise SafetyRLHFError(
                 f"algorithm={self.algorithm!r} is run by `safety-rlhf ppo`; the grpo verb runs algorithm 'grpo' only"
+            )
+        if self.trainable_layers is not None and self.trainable_layers < 1:
+            raise SafetyRLHFError(
+                f"trainable_layers={self.trainable_layers} must be at least 1; unset it to adapt every layer"
             )
         super().__post_init__()
 
@@ -185,6 +195,8 @@ def main(script_args: ScriptArguments, training_args: SafetyGRPOConfig, model_ar
         apply_peft=False,
         allow_pickle=script_args.allow_pickle_weights,
     )
+    if training_args.trainable_layers is not None:
+        peft_config = lora_on_top_layers(peft_config, model, training_args.trainable_layers)
     generation_eos = model.generation_config.eos_token_id if model.generation_config is not None else None
     stop_ids = {
         tokenizer.eos_token_id,

@@ -271,6 +271,22 @@ def kv_cache_bytes(dims: dict, tokens: int, act_bytes: int) -> float:
     return tokens * dims["L"] * 2 * dims["KV"] * act_bytes
 
 
+def planned_policy(model_args, policy_config, dtype_bytes: int, lora_r, top: int | None) -> tuple:
+    """(meta model, `ModelMemory`) of the trained policy, LoRA on the top `top` layers when set (checked here)."""
+    if top is not None:
+        if not lora_r:
+            raise SafetyRLHFError(
+                f"trainable_layers={top} restricts LoRA to the top layers but use_peft is off; pass --use_peft true "
+                "or unset trainable_layers"
+            )
+        check_trainable_layers(top, policy_config.num_hidden_layers)
+    policy_model = meta_model_of(model_args.model_name_or_path, "policy", True)
+    four_bit, nested = bool(model_args.load_in_4bit), bool(model_args.use_bnb_nested_quant)
+    policy = model_memory(policy_model, dtype_bytes, four_bit, nested, lora_r,
+                          model_args.lora_target_modules, trainable=True, trainable_layers=top)  # fmt: skip
+    return policy_model, policy
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=None, checkpointing=None,
              chunk=None) -> dict:  # fmt: skip
@@ -303,16 +319,7 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     n_critics = 2 if lagrangian else 1  # ppo_lag: a reward critic and a cost critic of the same kind
 
     top = ppo_args.trainable_layers  # = K: LoRA on the top K policy layers, the frozen prefix cached
-    if top is not None:
-        if not lora_r:
-            raise SafetyRLHFError(
-                f"trainable_layers={top} restricts LoRA to the top layers but use_peft is off; pass --use_peft true "
-                "or unset trainable_layers"
-            )
-        check_trainable_layers(top, policy_config.num_hidden_layers)
-    policy_model = meta_model_of(model_args.model_name_or_path, "policy", True)
-    policy = model_memory(policy_model, dtype_bytes, four_bit, nested, lora_r,
-                          model_args.lora_target_modules, trainable=True, trainable_layers=top)  # fmt: skip
+    policy_model, policy = planned_policy(model_args, policy_config, dtype_bytes, lora_r, top)
     critic_model = meta_model_of(critic_path, "value model", False)
     critic = model_memory(critic_model, dtype_bytes, four_bit, nested, lora_r, model_args.lora_target_modules,
                           trainable=True)  # fmt: skip
@@ -442,7 +449,7 @@ def estimate_grpo(script_args, grpo_args, model_args, plan_args: PlanArguments, 
     completions = grpo_args.per_device_train_batch_size * grpo_args.steps_per_generation  # generated per process
     dtype_bytes = DTYPE_BYTES.get(model_args.dtype, 4)
     lora_r = model_args.lora_r if model_args.use_peft else None
-    four_bit, nested = bool(model_args.load_in_4bit), bool(model_args.use_bnb_nested_quant)
+    four_bit = bool(model_args.load_in_4bit)
 
     policy_config, policy_source = resolve_config(model_args.model_name_or_path, "policy")
     reward_path = plan_args.reward_model_config or grpo_args.reward_model_path
@@ -451,9 +458,8 @@ def estimate_grpo(script_args, grpo_args, model_args, plan_args: PlanArguments, 
     reward_config, reward_source = resolve_config(reward_path, "reward model")
     reward_bytes = scorer_dtype_bytes(reward_config)
 
-    policy_model = meta_model_of(model_args.model_name_or_path, "policy", True)
-    policy = model_memory(policy_model, dtype_bytes, four_bit, nested, lora_r,
-                          model_args.lora_target_modules, trainable=True)  # fmt: skip
+    top = grpo_args.trainable_layers  # = K: LoRA on the top K layers; backward stops there, every layer still runs
+    policy_model, policy = planned_policy(model_args, policy_config, dtype_bytes, lora_r, top)
     reward = model_memory(
         meta_model_of(reward_path, "reward model", False), reward_bytes, False, False, None, None, False
     )
@@ -474,7 +480,8 @@ def estimate_grpo(script_args, grpo_args, model_args, plan_args: PlanArguments, 
         micro * seq * layer(p_dims) * act + 2 * micro * (completion + 1) * vocab * act,
         min(completions, 32) * seq * layer(r_dims) * reward_bytes,
     )
-    training_policy = training_activation_bytes(p_dims, micro * seq, act, checkpointing)
+    trained_dims = p_dims if top is None else {**p_dims, "L": top}  # nothing below layer L-K is kept for backward
+    training_policy = training_activation_bytes(trained_dims, micro * seq, act, checkpointing)
     training_logits = 3 * micro * (completion + 1) * vocab * act
     dequant = max(m.weight.numel() for m in lora_targets(policy_model, "all-linear")) * act * four_bit
     training = training_policy + training_logits + dequant
@@ -508,6 +515,7 @@ def estimate_grpo(script_args, grpo_args, model_args, plan_args: PlanArguments, 
             "lora_r": lora_r,
             "max_prompt_length": prompt,
             "max_completion_length": completion,
+            "trainable_layers": top,
         },  # fmt: skip
         "static_bytes": static,
         "phase_bytes": phases,

@@ -104,3 +104,13 @@ def test_grpo_without_reward_model_is_a_one_line_error_and_writes_nothing(tmp_pa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "num_generations" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_grpo_trainable_layers_puts_lora_on_the_top_layers_only(tmp_path, tiny_models, capsys):
+    recipe = grpo_recipe(tmp_path, tiny_models, trainable_layers=1, max_steps=1)
+    assert cli(["grpo", "--config", recipe]) == 0, capsys.readouterr().err
+    adapter = load_file(tmp_path / "out" / "adapter_model.safetensors")
+    layers = {int(k.split(".layers.")[1].split(".")[0]) for k in adapter}
+    assert layers == {1}  # the tiny policy has 2 decoder layers: only the top one is adapted
+    assert cli(["grpo", "--config", recipe, "--trainable_layers", "0", "--overwrite_output_dir", "true"]) == 2
+    assert "trainable_layers=0 must be at least 1" in capsys.readouterr().err

@@ -143,3 +143,16 @@ def test_reward_training_with_real_responses(tiny_models, tmp_path):
     assert metrics["real_n_train"] > 0
     assert metrics["real_n_harmful"] > 0 and "real_accuracy_harmful" in metrics
     assert "real_hack_empty_harmful" in metrics and "real_heldout_accuracy_harmful" not in metrics  # not bundled
+
+
+def test_real_responses_read_several_files_in_order(tmp_path):
+    from safety_rlhf import data
+
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    row = {column: "x" for column in data.RESPONSE_COLUMNS}
+    first.write_text(json.dumps({**row, "response": "one"}) + "\n")
+    second.write_text(json.dumps({**row, "response": "two"}) + "\n" + json.dumps({**row, "response": "three"}) + "\n")
+    rows = data.read_responses(f"{first}, {second}", "real_responses")
+    assert [r["response"] for r in rows] == ["one", "two", "three"]
+    with pytest.raises(SafetyRLHFError, match="real_responses='.*missing.jsonl' is neither a file"):
+        data.read_responses(f"{first},{tmp_path / 'missing.jsonl'}", "real_responses")
