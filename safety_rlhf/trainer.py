@@ -522,20 +522,9 @@ class SafetyPPOTrainer:
             rule_term = args.refusal_reward * torch.where(refused == harmful, 1.0, -1.0)
         eos_penalty = args.missing_eos_penalty if self.stop_token_ids else None
         scores = ppo_core.episode_scores(raw_scores, has_stop, eos_penalty, args.reward_clip, rule_term)
-        if lagrangian:
-            # ppo_lag: the cost model's score of each completion, then one step of lambda on J_c, the mean cost of the
-            # recent episodes (this rollout's included), as safe-rlhf does before its PPO step. Non-finite costs never
-            # enter the window.
+        if lagrangian:  # ppo_lag: the cost of each completion, then one step of lambda
             with timer("scoring"):
-                raw_costs = rollout.score(self.cost_fn, batch["prompts"], completions, acc.device)
-            costs = ppo_core.episode_scores(raw_costs, has_stop, reward_clip=args.reward_clip)
-            if self.all_finite(raw_costs):
-                self.multiplier.add_costs(raw_costs.tolist())
-                local = torch.tensor(self.multiplier.window_mean(), dtype=torch.float64, device=acc.device)
-                episode_cost = acc.reduce(local, reduction="mean").item()
-                self.multiplier.step(episode_cost, self.update)
-            else:
-                episode_cost = float("nan")
+                costs = self.score_costs(batch["prompts"], completions, has_stop)
 
         # 4. Per-token rewards: -beta * KL_t on every response token, plus the score on the last one (the stop token).
         kl = ppo_core.per_token_kl(logprobs, ref_logprobs, args.kl_estimator) * maskf
@@ -543,20 +532,10 @@ class SafetyPPOTrainer:
             scores, kl, lengths, maskf, self.kl_ctl.value, whiten=args.whiten_rewards
         )
 
-        # 5. Advantages: GAE over response tokens, returns = A + V, advantages whitened over the batch. Under ppo_lag,
-        # the cost's own GAE (per-token costs +beta * KL_t, the episode cost on the last token) from the cost critic,
-        # and the actor's advantage (A_r - lambda * A_c) / (1 + lambda), whitened (safe-rlhf does not whiten: the
-        # 1 / (1 + lambda) then only sets the scale, which whitening also does; lambda's relative weight stays).
+        # 5. Advantages: GAE over response tokens, returns = A + V, advantages whitened over the batch (ppo_lag: the
+        # reward's and the cost's, combined; `lagrangian_advantages`).
         if lagrangian:
-            advantages, returns = ppo_core.compute_gae(rewards, values[..., 0], maskf, args.gamma, args.lam)
-            cost_rewards = ppo_core.token_costs(
-                costs, kl, lengths, maskf, self.kl_ctl.value, whiten=args.whiten_rewards
-            )
-            cost_advantages, cost_returns = ppo_core.compute_gae(
-                cost_rewards, values[..., 1], maskf, args.gamma, args.lam
-            )
-            advantages = ppo_core.lagrangian_advantages(advantages, cost_advantages, self.multiplier.value)
-            returns = torch.stack([returns, cost_returns], dim=-1)  # (B, R, 2)
+            advantages, returns = self.lagrangian_advantages(rewards, costs["clipped"], kl, lengths, values, maskf)
         else:
             advantages, returns = ppo_core.compute_gae(rewards, values, maskf, args.gamma, args.lam)
         advantages = ppo_core.masked_whiten(advantages, maskf)
@@ -593,6 +572,7 @@ class SafetyPPOTrainer:
         mean = lambda x: acc.reduce(x.float().mean(), reduction="mean").item()  # noqa: E731
         kl_per_seq = kl.sum(1)
         self.kl_ctl.update(mean(kl_per_seq), args.batch_size)
+        reward_values, reward_returns = (values[..., 0], returns[..., 0]) if lagrangian else (values, returns)
         metrics = {
             "objective/kl": mean(kl_per_seq),
             "objective/entropy": mean((-logprobs * maskf).sum(1)),
@@ -602,11 +582,7 @@ class SafetyPPOTrainer:
             "objective/raw_scores": mean(raw_scores),
             "val/num_eos_tokens": acc.reduce(has_stop.sum(), reduction="sum").item(),
             "val/response_length": mean(lengths),
-            "val/explained_variance": mean(
-                ppo_core.explained_variance(values[..., 0], returns[..., 0], maskf)
-                if lagrangian
-                else ppo_core.explained_variance(values, returns, maskf)
-            ),
+            "val/explained_variance": mean(ppo_core.explained_variance(reward_values, reward_returns, maskf)),
             "kl_coef": self.kl_ctl.value,
             "nonfinite_update": int(not finite),
             **{f"time/{phase}": seconds for phase, seconds in timer.seconds.items()},
@@ -627,23 +603,56 @@ class SafetyPPOTrainer:
                 }
             )
         if lagrangian:
-            metrics.update(
-                {
-                    "objective/cost": mean(raw_costs),
-                    "objective/clipped_cost": mean(costs),
-                    "lagrangian/lambda": self.multiplier.value,
-                    "lagrangian/J_c": episode_cost,
-                    "val/cost_explained_variance": mean(
-                        ppo_core.explained_variance(values[..., 1], returns[..., 1], maskf)
-                    ),
-                }
-            )
-            if stats["cost_vf_loss"]:
-                metrics["loss/cost_value_avg"] = mean(torch.stack(stats["cost_vf_loss"]))
+            metrics.update(self.lagrangian_metrics(costs, values, returns, maskf, stats["cost_vf_loss"]))
         metrics.update(self.safety_metrics(refused, harmful))
         samples = list(zip(batch["prompts"], completions, scores.tolist(), strict=True))[: args.sample_completions]
         return metrics, samples
 
+    # ----------------------------------------------------------------------------------------------------------------
+    # ppo_lag (PPO-Lagrangian): its additions to steps 3, 5 and 7; values and returns are (B, R, 2), reward and cost.
+    def score_costs(self, prompts: list[str], completions: list[str], has_stop) -> dict:
+        """Step 3: the cost model's score of each completion (`raw`, and `clipped` at `reward_clip`), then one step
+        of lambda on J_c, the mean cost of the recent episodes (this rollout's included) averaged over the processes,
+        as safe-rlhf does before its PPO step. Non-finite costs never enter the window (J_c is then nan)."""
+        acc = self.accelerator
+        raw = rollout.score(self.cost_fn, prompts, completions, acc.device)
+        episode_cost = float("nan")
+        if self.all_finite(raw):
+            self.multiplier.add_costs(raw.tolist())
+            local = torch.tensor(self.multiplier.window_mean(), dtype=torch.float64, device=acc.device)
+            episode_cost = acc.reduce(local, reduction="mean").item()
+            self.multiplier.step(episode_cost, self.update)
+        clipped = ppo_core.episode_scores(raw, has_stop, reward_clip=self.args.reward_clip)
+        return {"raw": raw, "clipped": clipped, "J_c": episode_cost}
+
+    def lagrangian_advantages(self, rewards, costs, kl, lengths, values, maskf):
+        """Step 5: the reward's GAE from the reward critic, the cost's own GAE (per-token costs +beta * KL_t, the
+        episode cost on the last token) from the cost critic, and the actor's advantage
+        (A_r - lambda * A_c) / (1 + lambda). Returns (advantages (B, R), returns (B, R, 2)). The caller whitens the
+        advantages (safe-rlhf does not: the 1 / (1 + lambda) then only sets the scale, which whitening also does;
+        lambda's relative weight stays)."""
+        args = self.args
+        reward_adv, reward_ret = ppo_core.compute_gae(rewards, values[..., 0], maskf, args.gamma, args.lam)
+        cost_rewards = ppo_core.token_costs(costs, kl, lengths, maskf, self.kl_ctl.value, whiten=args.whiten_rewards)
+        cost_adv, cost_ret = ppo_core.compute_gae(cost_rewards, values[..., 1], maskf, args.gamma, args.lam)
+        advantages = ppo_core.lagrangian_advantages(reward_adv, cost_adv, self.multiplier.value)
+        return advantages, torch.stack([reward_ret, cost_ret], dim=-1)
+
+    def lagrangian_metrics(self, costs: dict, values, returns, maskf, cost_value_losses: list) -> dict:
+        """Step 7: `objective/cost`, `lagrangian/*`, the cost critic's explained variance and loss."""
+        mean = lambda x: self.accelerator.reduce(x.float().mean(), reduction="mean").item()  # noqa: E731
+        metrics = {
+            "objective/cost": mean(costs["raw"]),
+            "objective/clipped_cost": mean(costs["clipped"]),
+            "lagrangian/lambda": self.multiplier.value,
+            "lagrangian/J_c": costs["J_c"],
+            "val/cost_explained_variance": mean(ppo_core.explained_variance(values[..., 1], returns[..., 1], maskf)),
+        }
+        if cost_value_losses:
+            metrics["loss/cost_value_avg"] = mean(torch.stack(cost_value_losses))
+        return metrics
+
+    # ----------------------------------------------------------------------------------------------------------------
     def ppo_epochs(self, rb: dict, sequence_lengths, context: int, stats: dict) -> bool:
         """`num_ppo_epochs` passes over the rollout batch `rb` in shuffled mini-batches, one optimizer step each over
         accumulated micro-batches; appends each micro-batch's statistics to `stats`.
