@@ -47,7 +47,10 @@ def test_the_multiplier_rises_above_the_threshold_and_falls_below_it():
 def test_the_multiplier_waits_for_the_delay_and_stops_at_lambda_max():
     costs = [3.0] * 6
     multiplier = LagrangeMultiplier(lambda_init=1.0, lr=0.5, threshold=0.0, lambda_max=2.5, delay_steps=2)
-    got = [multiplier.step(j_c, step) and multiplier.value or multiplier.value for step, j_c in enumerate(costs)]
+    got = []
+    for step, j_c in enumerate(costs):
+        assert multiplier.step(j_c, step) == (step >= 2)  # whether it moved
+        got.append(multiplier.value)
     assert got[:2] == [1.0, 1.0]
     assert got == pytest.approx(reference_lambda(1.0, 0.5, 0.0, costs, lambda_max=2.5, delay=2), rel=1e-12)
     assert got[2] > 1.0 and got[-1] == pytest.approx(2.5) and max(got) <= 2.5 + 1e-12
