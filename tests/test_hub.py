@@ -172,6 +172,17 @@ def test_model_card_dataset_licences(run, dataset, licence, hub):
     assert ("non-commercial" in card) == ("NC" in licence)
 
 
+def test_model_card_of_a_ppo_lag_run_names_the_cost_model_and_its_critic(run):
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert "PPO-Lagrangian" not in model_card(run) and "cost_value/" not in model_card(run)
+    config["training_args"].update(algorithm="ppo_lag", cost_model_path="runs/cost", threshold=-3.7)
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copytree(run / "value", run / "cost_value")
+    card = model_card(run)
+    assert "at or below `-3.7`" in card and "- **cost model**: `runs/cost`" in card
+    assert "- `cost_value/` holds the PPO-Lagrangian cost critic" in card
+
+
 def test_model_card_renders_what_exists(run, tmp_path):
     (run / "metrics.jsonl").unlink()
     (run / "eval.json").unlink()
