@@ -261,10 +261,14 @@ def training_activation_bytes(dims: dict, tokens: int, act_bytes: int, checkpoin
     return tokens * act_bytes * dims["L"] * per_layer
 
 
-def scorer_dtype_bytes(config) -> int:
-    """Bytes per weight of a frozen reward or cost model: its config's dtype (fp32 when it names none)."""
+def planned_scorer(path: str, what: str) -> tuple:
+    """(config, where it came from, bytes per weight, `ModelMemory`) of a frozen reward or cost model, its weights at
+    its config's dtype (fp32 when it names none)."""
+    config, source = resolve_config(path, what)
     dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-    return DTYPE_BYTES.get(str(dtype).replace("torch.", "") if dtype else None, 4)
+    dtype_bytes = DTYPE_BYTES.get(str(dtype).replace("torch.", "") if dtype else None, 4)
+    memory = model_memory(meta_model_of(path, what, False), dtype_bytes, False, False, None, None, False)
+    return config, source, dtype_bytes, memory
 
 
 def kv_cache_bytes(dims: dict, tokens: int, act_bytes: int) -> float:
@@ -307,15 +311,14 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     reward_path = plan_args.reward_model_config or ppo_args.reward_model_path
     if not reward_path:
         raise SafetyRLHFError("the recipe has no reward_model_path; add it, or pass --reward_model_config")
-    reward_config, reward_source = resolve_config(reward_path, "reward model")
-    reward_bytes = scorer_dtype_bytes(reward_config)
+    reward_config, reward_source, _, reward = planned_scorer(reward_path, "reward model")
     lagrangian = ppo_args.algorithm == "ppo_lag"
-    cost_config = cost_source = None
+    cost_config = cost_source = cost = None
     if lagrangian:
         cost_path = plan_args.cost_model_config or ppo_args.cost_model_path
         if not cost_path:
             raise SafetyRLHFError("the ppo_lag recipe has no cost_model_path; add it, or pass --cost_model_config")
-        cost_config, cost_source = resolve_config(cost_path, "cost model")
+        cost_config, cost_source, _, cost = planned_scorer(cost_path, "cost model")
     n_critics = 2 if lagrangian else 1  # ppo_lag: a reward critic and a cost critic of the same kind
 
     top = ppo_args.trainable_layers  # = K: LoRA on the top K policy layers, the frozen prefix cached
@@ -335,13 +338,6 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
         copied += policy_config.hidden_size  # the final norm
         critic = ModelMemory(copied + head, copied + head, dtype_bytes * copied + 4 * head,
                              3 * dtype_bytes * copied + 12 * head)  # fmt: skip
-    reward = model_memory(
-        meta_model_of(reward_path, "reward model", False), reward_bytes, False, False, None, None, False
-    )
-    cost = None
-    if lagrangian:
-        cost = model_memory(meta_model_of(cost_path, "cost model", False), scorer_dtype_bytes(cost_config), False,
-                            False, None, None, False)  # fmt: skip
     reference = 0.0 if lora_r else policy.weight_bytes  # LoRA: the same base with the adapter off
 
     p_dims, c_dims = decoder_dims(policy_config), decoder_dims(critic_config)
@@ -455,14 +451,10 @@ def estimate_grpo(script_args, grpo_args, model_args, plan_args: PlanArguments, 
     reward_path = plan_args.reward_model_config or grpo_args.reward_model_path
     if not reward_path:
         raise SafetyRLHFError("the recipe has no reward_model_path; add it, or pass --reward_model_config")
-    reward_config, reward_source = resolve_config(reward_path, "reward model")
-    reward_bytes = scorer_dtype_bytes(reward_config)
+    reward_config, reward_source, reward_bytes, reward = planned_scorer(reward_path, "reward model")
 
     top = grpo_args.trainable_layers  # = K: LoRA on the top K layers; backward stops there, every layer still runs
     policy_model, policy = planned_policy(model_args, policy_config, dtype_bytes, lora_r, top)
-    reward = model_memory(
-        meta_model_of(reward_path, "reward model", False), reward_bytes, False, False, None, None, False
-    )
     # TRL's reference: none without the KL term, the adapter switched off under LoRA, else a copy at the dtype.
     reference = 0.0
     if grpo_args.beta and not lora_r:
