@@ -14,8 +14,9 @@ Departures from the papers:
 
 PPO-Lagrangian (Safe RLHF: Dai et al. 2023, arXiv 2310.12773; code PKU-Alignment/safe-rlhf,
 `safe_rlhf/algorithms/ppo_lag/trainer.py`, and its successor PKU-Alignment/align-anything, whose PPO-Lag trainer has
-the same pieces): `token_costs`, `lagrangian_advantages` and `LagrangeMultiplier`. Departure 5: the cost clip is the reward's (`reward_clip`), applied to the episode cost, as the
-score's; safe-rlhf clips every per-token reward and cost at `clip_range_score`.
+the same pieces): `token_costs`, `lagrangian_advantages` and `LagrangeMultiplier`. Departure 5: the cost clip is the
+reward's (`reward_clip`), applied to the episode cost, as the score's; safe-rlhf clips every per-token reward and cost
+at `clip_range_score`.
 """
 
 import math
@@ -170,8 +171,9 @@ def token_costs(
     """Per-token costs of PPO-Lagrangian: c_t = +kl_coef * KL_t, plus the episode cost on the last valid token.
 
     The KL term enters the cost with the opposite sign to the reward's (align-anything's
-    `add_kl_divergence_regularization_with_cost`: rewards = -beta * KL + reward, costs = +beta * KL + cost), so that in the
-    combined advantage (A_r - lambda * A_c) / (1 + lambda) the KL penalty keeps its weight beta whatever lambda.
+    `add_kl_divergence_regularization_with_cost`: rewards = -beta * KL + reward, costs = +beta * KL + cost), so
+    that in the combined advantage (A_r - lambda * A_c) / (1 + lambda) the KL penalty keeps its weight beta whatever
+    lambda.
     costs: (B,); kl, mask: (B, T); lengths: (B,). Returns (B, T), 0 at padding (see `token_rewards`).
     """
     return token_rewards(costs, -kl, lengths, mask, kl_coef, whiten=whiten)[0]
@@ -181,7 +183,8 @@ def lagrangian_advantages(
     reward_advantages: torch.Tensor, cost_advantages: torch.Tensor, multiplier: float
 ) -> torch.Tensor:
     """The actor's advantage of PPO-Lagrangian: (A_r - lambda * A_c) / (1 + lambda) (safe-rlhf
-    `PPOLagTrainer.actor_loss_fn`). Dividing by 1 + lambda keeps its scale bounded as lambda grows. (B, T) -> (B, T)."""
+    `PPOLagTrainer.actor_loss_fn`). Dividing by 1 + lambda keeps its scale bounded as lambda grows.
+    (B, T) -> (B, T)."""
     if multiplier < 0:
         raise ValueError(f"the Lagrange multiplier must be >= 0, got {multiplier}")
     return (reward_advantages - multiplier * cost_advantages) / (1.0 + multiplier)

@@ -569,7 +569,7 @@ class SafetyPPOTrainer:
         self.scheduler.step()
 
         # 7. KL control and metrics (TRL's names; sums over a sequence, means over the batch and processes).
-        mean = lambda x: acc.reduce(x.float().mean(), reduction="mean").item()  # noqa: E731
+        mean = self.mean_over_processes
         kl_per_seq = kl.sum(1)
         self.kl_ctl.update(mean(kl_per_seq), args.batch_size)
         reward_values, reward_returns = (values[..., 0], returns[..., 0]) if lagrangian else (values, returns)
@@ -640,7 +640,7 @@ class SafetyPPOTrainer:
 
     def lagrangian_metrics(self, costs: dict, values, returns, maskf, cost_value_losses: list) -> dict:
         """Step 7: `objective/cost`, `lagrangian/*`, the cost critic's explained variance and loss."""
-        mean = lambda x: self.accelerator.reduce(x.float().mean(), reduction="mean").item()  # noqa: E731
+        mean = self.mean_over_processes
         metrics = {
             "objective/cost": mean(costs["raw"]),
             "objective/clipped_cost": mean(costs["clipped"]),
@@ -687,6 +687,10 @@ class SafetyPPOTrainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad()
         return True
+
+    def mean_over_processes(self, x: torch.Tensor) -> float:
+        """The mean of `x` on this process, averaged over the processes (a metric)."""
+        return self.accelerator.reduce(x.float().mean(), reduction="mean").item()
 
     def all_finite(self, *values) -> bool:
         """Whether every value is finite on every process. One decision for all ranks: a rank that skipped an update
