@@ -150,7 +150,7 @@ def _stop_ids(model, tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def generation_config(args: EvalArguments, tokenizer, stop_ids: list[int]):
+def generation_config(args: EvalArguments, tokenizer, stop_ids: list[int], model_vocab: int | None = None):
     """`rollout.generation_config` (every knob explicit, as in PPO's rollouts) at the eval's `max_new_tokens`,
     `temperature` and `top_p`; greedy when `temperature` is 0.
 
@@ -163,7 +163,7 @@ def generation_config(args: EvalArguments, tokenizer, stop_ids: list[int]):
         temperature=1.0 if greedy else args.temperature,
         top_p=1.0 if greedy else args.top_p,
     )
-    config = rollout.generation_config(sampling, tokenizer, stop_ids)
+    config = rollout.generation_config(sampling, tokenizer, stop_ids, model_vocab)  # tokenizer ids only, as in PPO
     if greedy:
         config.do_sample, config.top_k = False, 50  # 50: the default, unused when greedy
     return config
@@ -176,7 +176,7 @@ def _generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> tupl
     from transformers import set_seed
 
     stop_ids = _stop_ids(model, tokenizer)
-    config = generation_config(args, tokenizer, stop_ids)
+    config = generation_config(args, tokenizer, stop_ids, model.get_output_embeddings().out_features)
     set_seed(args.seed)
     texts = [_render(tokenizer, prompt) for prompt in prompts]
     encoded = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]

@@ -19,14 +19,24 @@ from . import SafetyRLHFError, critics
 RewardFn = Callable[[list[str], list[str]], "list[float] | torch.Tensor"]
 
 
-def generation_config(args, tokenizer, stop_token_ids: list[int]) -> GenerationConfig:
+def generation_config(args, tokenizer, stop_token_ids: list[int], model_vocab: int | None = None) -> GenerationConfig:
     """Pure sampling: no top-k, no repetition penalty, so the sampling distribution is softmax(logits / T).
 
     Every knob is explicit: `generate` fills the unset ones from the model's generation_config.json (Qwen2.5-Instruct
     ships repetition_penalty 1.05 and top_k 20), which would make the sampled distribution differ from the one
     whose log-probs PPO uses.
+
+    `model_vocab`: the rows of the model's LM head. Where it has more than the tokenizer has tokens (Qwen2.5-7B: 152,064
+    rows, 151,665 tokens; its 0.5B critic has 151,936 embedding rows), the rows past the tokenizer are suppressed:
+    no token decodes to them, and a sampled id past the critic's embedding is an out-of-range index (a device-side
+    assert that ends a CUDA run, seen on an H200 with random weights). The training log-probs drop the same rows
+    (`response_logprobs(vocab_size=...)`), so both use softmax over the tokenizer's ids.
     """
+    extra = {}
+    if model_vocab is not None and model_vocab > len(tokenizer):
+        extra["suppress_tokens"] = list(range(len(tokenizer), model_vocab))
     return GenerationConfig(
+        **extra,
         max_new_tokens=args.response_length,
         min_new_tokens=0,
         do_sample=True,
@@ -119,12 +129,16 @@ def position_ids_from(attention_mask):
     return (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
-def response_logprobs(logits, responses, temperature: float, with_entropy: bool = False, entropy_grad: bool = True):
+def response_logprobs(logits, responses, temperature: float, with_entropy: bool = False, entropy_grad: bool = True,
+                      vocab_size: int | None = None):  # fmt: skip
     """Log-probs of the sampled tokens under softmax(logits / T); logits already cut to the response: (B, R, V).
 
     With `with_entropy`, also the entropy of that distribution per token; `entropy_grad=False` computes it without
     a graph (for logging only: no backward pass through a (B, R, V) softmax when the entropy bonus is off).
+    `vocab_size`: only the first `vocab_size` logits count (the tokenizer's ids; see `generation_config`).
     """
+    if vocab_size is not None and vocab_size < logits.shape[-1]:
+        logits = logits[..., :vocab_size]
     logits = logits / temperature
     logprobs = selective_log_softmax(logits, responses)
     if not with_entropy:
@@ -195,7 +209,7 @@ def logits_and_values(policy, critic, split, input_ids, attention_mask, position
 
 @torch.no_grad()
 def logprobs_and_values(policy, ref_model, critic, split, queries, responses, query_mask, mask, temperature: float,
-                        with_policy: bool = True):  # fmt: skip
+                        with_policy: bool = True, vocab_size: int | None = None):  # fmt: skip
     """Step 2 on some rows: (policy log-probs or None, reference log-probs, values, cached hidden or None), (B, R).
 
     The reference is `ref_model`, or the policy with its adapter off when `ref_model` is None. With a
@@ -210,7 +224,7 @@ def logprobs_and_values(policy, ref_model, critic, split, queries, responses, qu
     logits, values = logits_and_values(
         policy, critic, split, input_ids, attention_mask, position_ids, width, hidden, with_logits=with_policy
     )
-    logprobs = response_logprobs(logits, responses, temperature) if with_policy else None
+    logprobs = response_logprobs(logits, responses, temperature, vocab_size=vocab_size) if with_policy else None
     if ref_model is None:
         with policy.disable_adapter():
             if hidden is not None:
@@ -219,7 +233,7 @@ def logprobs_and_values(policy, ref_model, critic, split, queries, responses, qu
                 logits = response_logits(policy, input_ids, attention_mask, position_ids, width)
     else:
         logits = response_logits(ref_model, input_ids, attention_mask, position_ids, width)
-    return logprobs, response_logprobs(logits, responses, temperature), values.float(), hidden
+    return logprobs, response_logprobs(logits, responses, temperature, vocab_size=vocab_size), values.float(), hidden
 
 
 def score(reward_fn: RewardFn, prompts: list[str], completions: list[str], device) -> torch.Tensor:

@@ -231,7 +231,10 @@ class SafetyPPOTrainer:
         if args.stop_token == "eos":
             stop_ids = [processing_class.eos_token_id]
         self.stop_token_ids = stop_ids
-        self.gen_config = rollout.generation_config(args, processing_class, stop_ids)
+        # Sampling and log-probs over the tokenizer's ids only, where the LM head has more rows (padded vocabularies).
+        head_rows = prefix_cache.causal_lm_of(model).get_output_embeddings().out_features
+        self.vocab_size = min(len(processing_class), head_rows)
+        self.gen_config = rollout.generation_config(args, processing_class, stop_ids, head_rows)
 
         # Reward, and under ppo_lag the cost and its multiplier
         self.reward_fn = reward_model
@@ -502,6 +505,7 @@ class SafetyPPOTrainer:
                 chunks.append(rollout.logprobs_and_values(
                     unwrapped.policy, self.ref_model, unwrapped.value, unwrapped.split, queries[rows], responses[rows],
                     query_mask[rows], mask[rows], args.temperature, with_policy=generated_logprobs is None,
+                    vocab_size=self.vocab_size,
                 ))  # fmt: skip
         logprobs, ref_logprobs, values, hidden = (torch.cat(x) if x[0] is not None else None for x in zip(*chunks))
         logprobs = generated_logprobs if generated_logprobs is not None else logprobs
@@ -729,8 +733,9 @@ class SafetyPPOTrainer:
             hidden,
         )  # fmt: skip
         new_logprobs, entropy = rollout.response_logprobs(
-            logits, rb["responses"][idx, :width], args.temperature, with_entropy=True, entropy_grad=args.ent_coef != 0
-        )
+            logits, rb["responses"][idx, :width], args.temperature, with_entropy=True, entropy_grad=args.ent_coef != 0,
+            vocab_size=self.vocab_size,
+        )  # fmt: skip
         vpred = vpred.float()
         m = rb["mask"][idx, :width]
         pg_loss, pg_stats = ppo_core.policy_loss(

@@ -241,6 +241,42 @@ def test_sampled_logprobs_match_a_full_forward(tiny_models):
     torch.testing.assert_close(logprobs[mask], expected[mask], rtol=0, atol=1e-5)
 
 
+def test_padded_vocabulary_rows_are_never_sampled_and_never_counted(tiny_models, tmp_path):
+    """Qwen2.5-7B's LM head has 152,064 rows for 151,665 tokens: the rows past the tokenizer are suppressed while
+    sampling (an id past the 0.5B critic's 151,936 embeddings is an out-of-range index), and the PPO log-probs use the
+    same softmax over the tokenizer's ids, so the log-probs read while sampling equal the training forward's."""
+    margs = model_args(tiny_models["policy"])
+    tokenizer = load_tokenizer(margs)
+    n = len(tokenizer)
+    policy = load_policy(margs, tokenizer).eval()
+    policy.resize_token_embeddings(n + 64)  # 64 padding rows, initialised at the mean row: as likely as a token
+    args = config(tmp_path, response_length=12, temperature=0.7)
+    batch = tokenizer.pad({"input_ids": [tokenizer(p)["input_ids"] for p in PROMPTS[:5]]}, return_tensors="pt")
+    sampled = {}
+    for rows in (None, n + 64):
+        torch.manual_seed(0)
+        sampled[rows] = rollout.generate(
+            policy, batch["input_ids"], batch["attention_mask"], rollout.generation_config(args, tokenizer, [], rows),
+            tokenizer.pad_token_id, 5, with_logprobs=True,
+        )  # fmt: skip
+    assert int(sampled[None][0].max()) >= n  # without the limit the padding rows are sampled: the test can fail
+    responses, logprobs = sampled[n + 64]
+    assert int(responses.max()) < n
+    mask = torch.ones_like(responses, dtype=torch.bool)
+    with torch.no_grad():
+        logits = rollout.forward_response(policy, batch["input_ids"], responses, batch["attention_mask"], mask)
+    torch.testing.assert_close(logprobs, rollout.response_logprobs(logits, responses, 0.7, vocab_size=n), rtol=0,
+                               atol=1e-5)  # fmt: skip
+    assert (logprobs - rollout.response_logprobs(logits, responses, 0.7)).abs().min() > 1e-3
+
+    # One epoch, one optimizer step: the new log-probs equal the old ones (ratio 1) only if both drop the same rows.
+    args = config(tmp_path, response_length=12, temperature=0.7, max_steps=1, num_ppo_epochs=1)
+    value = load_value_model(str(tiny_models["policy"]), margs, tokenizer)
+    trainer = SafetyPPOTrainer(args, tokenizer, policy, value, length_reward, make_dataset(tokenizer))
+    assert trainer.vocab_size == n and trainer.gen_config.suppress_tokens == list(range(n, n + 64))
+    assert trainer.train()[0]["val/ratio"] == pytest.approx(1.0, abs=1e-5)
+
+
 def test_generation_config_overrides_the_models_sampling_defaults(tiny_models):
     """Qwen2.5-Instruct ships repetition_penalty 1.05 and top_k 20: they must not reach PPO's sampling."""
     margs = model_args(tiny_models["policy"])
