@@ -14,9 +14,16 @@ Phases, which do not overlap, so the peak is the static part plus the largest of
     generation  KV cache of one chunk (`local_rollout_forward_batch_size` sequences of prompt + response tokens)
     rollout     no-grad forward passes (reference, critic, reward; the policy too without logprobs_from_generation):
                 one layer's activations of a chunk, the (chunk, R + 1, V) response logits and their scaled copy
+                (fp32 under 4-bit, whose LM head is fp32)
     training    policy and critic activations of one micro-batch, stored for backward (all layers, or only each
                 layer's input plus one recomputed layer under gradient checkpointing), and the (micro, R + 1, V)
-                logits, their temperature-scaled copy and gradient
+                logits, their temperature-scaled copy and gradient; under 4-bit, the compute-dtype copy of the fp32
+                LM head that autocast keeps for the backward pass
+
+Under 4-bit, the weights that are not quantized (embeddings, LM head, norms) are fp32: peft's
+`prepare_model_for_kbit_training` casts them. Checked on an H200 with `benchmarks/recipe_gpu.py` (random weights of
+the real shapes): the 7B QLoRA recipe allocated 12.13 GiB at its peak against 12.48 planned (9.18 before these three
+terms); the 0.5B bf16 recipe 13.03 GiB against 14.07.
 
 With `trainable_layers` K (LoRA on the top K decoder layers, `safety_rlhf.prefix_cache`), the policy's adapter
 covers the top K layers only, the PPO epochs store the policy's activations of those K layers only, and the output
@@ -223,6 +230,9 @@ def model_memory(model, dtype_bytes: int, load_in_4bit: bool, nested: bool, lora
                  target_modules, trainable: bool, trainable_layers: int | None = None) -> ModelMemory:  # fmt: skip
     """Weights at the recipe's precision (NF4 for the non-head linear layers under 4-bit) and the trainable state.
 
+    Under 4-bit, every weight that is not quantized (embeddings, LM head, norms, biases) is fp32 whatever the
+    recipe's dtype: peft's `prepare_model_for_kbit_training`, which our loaders call, casts them (measured on an
+    H200: the 7B QLoRA recipe allocated 12.1 GiB where bf16 embeddings and head gave a 9.2 GiB plan).
     Under LoRA the adapter (r x (in + out) per adapted layer) is trained in fp32: 4 bytes of weight, 4 of gradient,
     8 of AdamW moments. Fully trained weights carry a gradient and two moments in their own dtype.
     """
@@ -231,7 +241,7 @@ def model_memory(model, dtype_bytes: int, load_in_4bit: bool, nested: bool, lora
     quantized = 0
     if load_in_4bit:
         quantized = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
-    weight_bytes = quantized * NF4_BYTES[nested] + (params - quantized) * dtype_bytes
+    weight_bytes = quantized * NF4_BYTES[nested] + (params - quantized) * (4 if load_in_4bit else dtype_bytes)
     if not trainable:
         return ModelMemory(params, 0, weight_bytes, 0.0)
     if lora_r:
@@ -351,9 +361,12 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     prefix = ppo_args.local_batch_size * seq * p_dims["H"] * act if top is not None else 0
 
     generation = kv_cache_bytes(p_dims, chunk * seq, act) + 3 * chunk * vocab * 4
+    # Under 4-bit the LM head is fp32 (`model_memory`): the no-grad passes, which run outside autocast, give fp32
+    # logits; the PPO epochs run under autocast, which keeps a compute-dtype copy of the head for the backward pass.
+    head_fp32 = four_bit and act < 4
     rollout = (
         max(chunk * seq * (2 * d["H"] + d["I"] + 2 * d["KV"]) * act for d in (p_dims, c_dims, *scorer_dims))
-        + 2 * chunk * (response + 1) * vocab * act
+        + 2 * chunk * (response + 1) * vocab * (4 if head_fp32 else act)
         + prefix
     )
     trained_dims = p_dims if top is None else {**p_dims, "L": top}  # the PPO epochs run the top K layers only
@@ -367,7 +380,8 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     training_logits = 3 * micro * (response + 1) * vocab * act
     # bitsandbytes dequantizes one 4-bit weight at a time for its matmul (the head is not quantized).
     dequant = max(m.weight.numel() for m in lora_targets(policy_model, "all-linear")) * act * four_bit
-    training = training_policy + training_critic + training_logits + dequant + prefix
+    head_copy = policy_model.get_output_embeddings().weight.numel() * act if head_fp32 else 0
+    training = training_policy + training_critic + training_logits + dequant + head_copy + prefix
 
     static = {
         "policy weights": policy.weight_bytes,
@@ -425,6 +439,7 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
             "critic activations": training_critic,
             "logits": training_logits,
             "4-bit dequantized weight": dequant,
+            "compute-dtype copy of the fp32 LM head (4-bit)": head_copy,
             "cached prefix hidden state": prefix,
         },  # fmt: skip
         "peak_bytes": peak,

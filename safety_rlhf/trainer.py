@@ -381,6 +381,8 @@ class SafetyPPOTrainer:
                         "lr": self.scheduler.get_last_lr()[0],
                     }
                 )
+                if acc.device.type == "cuda":  # the peak so far, to compare with `safety-rlhf plan`
+                    metrics["memory/max_allocated_gib"] = torch.cuda.max_memory_allocated(acc.device) / 2**30
                 history.append(metrics)
                 self.log(metrics, samples)
                 bar.update(1)

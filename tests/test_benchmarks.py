@@ -6,12 +6,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import compare  # noqa: E402
 import ppo_throughput  # noqa: E402
+import recipe_gpu  # noqa: E402
 
 TINY = ["--hidden_size", "32", "--num_layers", "1", "--vocab_size", "512", "--prompt_length", "8",
         "--response_length", "6", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2",
@@ -98,3 +100,65 @@ def test_make_bench_runs_ours_and_trl112(tmp_path):
     assert [line.get("implementation") for line in lines[:2]] == ["safety-rlhf", "trl-1.12.0"]
     assert lines[1]["generated_tokens_per_update"] == 24
     assert lines[-1]["summary"]["speedup"] > 0
+
+
+def test_recipe_gpu_runs_a_recipe_on_random_weights_of_its_shapes(tmp_path, capsys):
+    """The 7B QLoRA recipe, every model cut to two small layers (`--shrink`), on the CPU: the models have the
+    recipe's architectures, the run is the recipe's, and the JSON carries the planner's estimate for the same flags."""
+    flags = [
+        "--recipe",
+        "recipes/qwen2.5-7b-instruct/ppo_qlora.yaml",
+        "--shrink",
+        "--updates",
+        "2",
+        "--models_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--out",
+        str(tmp_path / "r.json"),
+        "--per_device_train_batch_size",
+        "2",
+        "--gradient_accumulation_steps",
+        "2",
+        "--response_length",
+        "6",
+        "--local_rollout_forward_batch_size",
+        "4",
+    ]
+    result = recipe_gpu.main(flags)  # fmt: skip
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+    assert json.loads((tmp_path / "r.json").read_text()) == result
+    assert {k: v["architecture"] for k, v in result["models"].items()} == {
+        "policy": "qwen2.5-7b", "critic": "qwen2.5-0.5b", "reward": "qwen2.5-0.5b"
+    }  # fmt: skip
+    reward = json.loads((tmp_path / "models" / "reward-qwen2.5-0.5b-shrunk" / "config.json").read_text())
+    assert reward["architectures"] == ["Qwen2ForSequenceClassification"] and len(reward["id2label"]) == 1
+    assert result["updates"] == 2 and all(u["time/update"] > 0 for u in result["per_update"])
+    assert result["mean_response_length"] == [6.0, 6.0]  # random weights: every response runs to the end
+    run = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert run["model_args"]["load_in_4bit"] is True and run["script_args"]["dataset_name"] == "bundled"
+    assert run["model_args"]["model_name_or_path"] == result["models"]["policy"]["folder"]
+    assert result["peak_allocated_gib"] is None and result["plan_peak_gib"] > 0  # no GPU here
+    assert result["plan_peak_gib"] == pytest.approx(
+        sum(result["plan"].values())
+        - sum(
+            v
+            for k, v in result["plan"].items()
+            if k in ("generation (KV cache)", "rollout forwards (no grad)", "training")
+        )
+        + max(result["plan"][k] for k in ("generation (KV cache)", "rollout forwards (no grad)", "training")),
+        abs=0.01,
+    )
+
+
+def test_recipe_gpu_names_the_known_architectures_on_an_unknown_model(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model_name_or_path: someone/unknown-7b\nreward_model_path: runs/qwen2.5-0.5b/reward\n")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "recipe_gpu.py"), "--recipe", str(recipe), "--shrink"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("recipe_gpu.py: policy 'someone/unknown-7b' is no known")
+    assert "qwen2.5-7b" in proc.stderr

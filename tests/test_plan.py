@@ -62,6 +62,33 @@ def test_weight_bytes_match_the_measured_footprint_fp32_and_nf4(tmp_path):
     assert estimate.weight_bytes < 0.9 * model.get_memory_footprint()
 
 
+def test_4bit_weight_bytes_match_our_loaded_policy(tmp_path):
+    """Our loader prepares a 4-bit model for k-bit training, which casts the weights it does not quantize to fp32
+    (a bf16 recipe's embeddings and head included): the plan counts them at 4 bytes."""
+    pytest.importorskip("bitsandbytes")
+    from transformers import AutoTokenizer
+    from trl import ModelConfig
+
+    from safety_rlhf.models import load_policy
+    from safety_rlhf.tiny import build_chat_tokenizer, bundled_text
+
+    tokenizer = build_chat_tokenizer(bundled_text(), 1000)
+    config = tiny_config()
+    config.vocab_size = len(tokenizer)
+    Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    margs = ModelConfig(model_name_or_path=str(tmp_path), dtype="bfloat16", load_in_4bit=True, use_peft=True, lora_r=4,
+                        lora_alpha=8, lora_target_modules="all-linear", use_bnb_nested_quant=True)  # fmt: skip
+    policy = load_policy(margs, AutoTokenizer.from_pretrained(tmp_path))
+    base = policy.get_base_model()
+    assert base.lm_head.weight.dtype == base.model.embed_tokens.weight.dtype == torch.float32
+    estimate = plan.model_memory(plan.meta_model(config), 2, True, True, 4, "all-linear", trainable=True)
+    adapter = sum(p.numel() * p.element_size() for n, p in policy.named_parameters() if "lora_" in n)
+    assert estimate.weight_bytes == pytest.approx(base.get_memory_footprint(), rel=0.05)
+    assert estimate.weight_bytes - 4 * estimate.trainable == pytest.approx(base.get_memory_footprint() - adapter,
+                                                                            rel=0.05)  # fmt: skip
+
+
 def test_lora_trainable_count_matches_peft():
     from peft import LoraConfig, get_peft_model
 
@@ -99,8 +126,11 @@ def test_plan_of_the_7b_qlora_recipe(capsys):
     p = result["plan"]
     assert p["static_bytes"]["reference"] == 0  # LoRA: the adapter disabled is the reference
     assert p["params"]["policy"] == qwen_params_by_hand(152064, 3584, 18944, 28, 28, 4, False)
-    # NF4 linears + bf16 embeddings and untied head: between 4 and 6.5 GiB, far below 15 GiB of bf16.
-    assert 4 * plan.GIB < p["static_bytes"]["policy weights"] < 6.5 * plan.GIB
+    # NF4 linears (6.5B weights, ~0.53 bytes each) + fp32 embeddings and untied head (2 x 545M x 4 bytes): between 6.5
+    # and 8 GiB, far below 15 GiB of bf16.
+    assert 6.5 * plan.GIB < p["static_bytes"]["policy weights"] < 8 * plan.GIB
+    detail = p["training_detail_bytes"]
+    assert detail["compute-dtype copy of the fp32 LM head (4-bit)"] == 152064 * 3584 * 2
     assert p["fits"] and result["suggestion"]["settings"]["per_device_train_batch_size"] >= 4
 
 
