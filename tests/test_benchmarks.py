@@ -94,7 +94,7 @@ def test_make_bench_runs_ours_and_trl112(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks/compare.py"), "--rounds", "1", "--peer_python",
          str(ROOT / ".venv-peer/bin/python"), *flags],
-        capture_output=True, text=True, cwd=ROOT, check=True,
+        capture_output=True, text=True, cwd=ROOT, check=True, timeout=600,
     ).stdout.splitlines()  # fmt: skip
     lines = [json.loads(line) for line in out]
     assert [line.get("implementation") for line in lines[:2]] == ["safety-rlhf", "trl-1.12.0"]
@@ -105,28 +105,11 @@ def test_make_bench_runs_ours_and_trl112(tmp_path):
 def test_recipe_gpu_runs_a_recipe_on_random_weights_of_its_shapes(tmp_path, capsys):
     """The 7B QLoRA recipe, every model cut to two small layers (`--shrink`), on the CPU: the models have the
     recipe's architectures, the run is the recipe's, and the JSON carries the planner's estimate for the same flags."""
-    flags = [
-        "--recipe",
-        "recipes/qwen2.5-7b-instruct/ppo_qlora.yaml",
-        "--shrink",
-        "--updates",
-        "2",
-        "--models_dir",
-        str(tmp_path / "models"),
-        "--output_dir",
-        str(tmp_path / "run"),
-        "--out",
-        str(tmp_path / "r.json"),
-        "--per_device_train_batch_size",
-        "2",
-        "--gradient_accumulation_steps",
-        "2",
-        "--response_length",
-        "6",
-        "--local_rollout_forward_batch_size",
-        "4",
-    ]
-    result = recipe_gpu.main(flags)  # fmt: skip
+    flags = ["--recipe", "recipes/qwen2.5-7b-instruct/ppo_qlora.yaml", "--shrink", "--updates", "2",
+             "--models_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "run"),
+             "--out", str(tmp_path / "r.json"), "--per_device_train_batch_size", "2", "--gradient_accumulation_steps",
+             "2", "--response_length", "6", "--local_rollout_forward_batch_size", "4"]  # fmt: skip
+    result = recipe_gpu.main(flags)
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
     assert json.loads((tmp_path / "r.json").read_text()) == result
     assert {k: v["architecture"] for k, v in result["models"].items()} == {

@@ -189,7 +189,9 @@ def test_label_category_consistency(prompts, pairs, sft):
 
 
 def test_generator_is_deterministic(tmp_path):
-    subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True, capture_output=True, timeout=300
+    )
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), f"{name} is stale: rerun the generator"
 

@@ -108,7 +108,7 @@ def test_data_verb_counts_labels_and_categories(capsys):
 
 def test_console_script_runs_as_a_module():
     proc = subprocess.run(
-        [sys.executable, "-m", "safety_rlhf.cli", "--help"], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "safety_rlhf.cli", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120
     )
     assert proc.returncode == 0 and "usage: safety-rlhf" in proc.stdout
 
