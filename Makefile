@@ -110,7 +110,7 @@ bench-smollm2:
 	test -x $(PEER_VENV)/bin/python || $(MAKE) bench-peer
 	test -f $(SMOLLM2)/config.json || $(MAKE) import-gguf
 	$(BENCH) --policy_path $(SMOLLM2) --use_peft --stop_token eos --prompt_length 64 --response_length 64 \
-		--updates 2 --warmup_updates 1 --ours_variant "--trainable_layers 8" --out runs/bench/smollm2.json $(ARGS)
+		--updates 1 --warmup_updates 0 --ours_variant "--trainable_layers 8" --out runs/bench/smollm2.json $(ARGS)
 
 clean:
 	rm -rf runs/ models/ .pytest_cache/ .ruff_cache/
