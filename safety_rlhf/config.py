@@ -215,13 +215,15 @@ class SafetyPPOConfig(TrainingArguments):
         stop_token_id (`int` or `None`, *optional*, defaults to `None`): an explicit stop id instead.
         missing_eos_penalty (`float` or `None`, *optional*, defaults to `1.0`): subtracted from the score of a
             response that never emits its stop token (the EOS trick).
-        logprobs_from_generation (`bool`, *optional*, defaults to `True`): the rollout ("old") log-probs are read
-            while `generate` samples (one (B, V) step in memory at a time), saving a forward pass of the policy.
-            `False` recomputes them with a full forward pass: use it if the KV-cached decode and the full forward
-            differ in your precision (watch `val/ratio` on the first PPO epoch; it should be 1). They are equal in
-            fp32 (within 1e-6) and differ in bf16: up to 0.032 per token on a tiny bf16 model on the CPU, and on an
-            H200 the 7B QLoRA recipe (bf16 compute) showed `objective/kl` 1.27 per sequence and a clip fraction of
-            0.039 at its first update, where the policy still equals the reference (benchmarks/README.md, GPU).
+        logprobs_from_generation (`bool` or `None`, *optional*, defaults to `None`): `True` reads the rollout
+            ("old") log-probs while `generate` samples (one (B, V) step in memory at a time), saving a forward pass of
+            the policy; `False` recomputes them with a full forward pass; `None` reads them only where the policy
+            computes in fp32 (no `bf16`/`fp16`, a float32 model). The KV-cached decode and the full forward are equal
+            in fp32 (within 1e-6) and differ in bf16: up to 0.032 per token on a tiny bf16 model on the CPU, where
+            reading them gave `objective/kl` -0.039 at the first update (the policy still equals the reference) and
+            recomputing gave 0 and a first PPO ratio of 1; on an H200 the 7B QLoRA recipe (bf16 compute), reading
+            them, showed `objective/kl` 1.27 per sequence and a clip fraction of 0.039 there (benchmarks/README.md,
+            GPU).
         local_rollout_forward_batch_size (`int`, *optional*, defaults to `64`): chunk size of generation and of
             the no-grad forward passes.
         total_episodes (`int` or `None`, *optional*, defaults to `None`): prompts to train on; `None` means
@@ -323,8 +325,12 @@ class SafetyPPOConfig(TrainingArguments):
     stop_token: str | None = field(default="eos", metadata={"help": "`eos` or None."})
     stop_token_id: int | None = field(default=None, metadata={"help": "Explicit stop token id."})
     missing_eos_penalty: float | None = field(default=1.0, metadata={"help": "Score penalty without stop token."})
-    logprobs_from_generation: bool = field(
-        default=True, metadata={"help": "Read old log-probs during generation (False: recompute by a forward)."}
+    logprobs_from_generation: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Read old log-probs during generation (False: recompute by a forward; None: read them only when "
+            "the policy computes in fp32, where decode and forward agree; bf16 rounding makes them differ)."
+        },
     )
     local_rollout_forward_batch_size: int = field(default=64, metadata={"help": "Chunk of no-grad passes."})
     total_episodes: int | None = field(default=None, metadata={"help": "Prompts to train on."})

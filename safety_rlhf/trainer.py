@@ -14,7 +14,8 @@ Departures from TRL 1.12's PPOTrainer (each a fix of a documented limitation):
        (so accumulation does not change the update), and metrics averaged over every micro-batch (no dilution).
     4. Entropy bonus (`ent_coef`), gradient clipping (`max_grad_norm`), adaptive KL, full-state resume.
     5. Old log-probs are read during generation one step at a time (`rollout.SampledLogprobs`), not from a stored
-       (B, R, V) tensor of scores; `logprobs_from_generation=False` recomputes them with a forward pass instead.
+       (B, R, V) tensor of scores, where the policy computes in fp32; in bf16/fp16 (`logprobs_from_generation`
+       None, the default) or with `False` they are recomputed with a forward pass.
 
 `algorithm: ppo_lag` (PPO-Lagrangian, Safe RLHF) adds to the same steps: 3 the cost model scores each completion and
 the multiplier lambda takes one step on the recent episodes' mean cost; 4 per-token costs (+beta * KL_t); 5 cost GAE
@@ -235,6 +236,9 @@ class SafetyPPOTrainer:
         head_rows = prefix_cache.causal_lm_of(model).get_output_embeddings().out_features
         self.vocab_size = min(len(processing_class), head_rows)
         self.gen_config = rollout.generation_config(args, processing_class, stop_ids, head_rows)
+        if args.logprobs_from_generation is None:  # decode and full forward agree in fp32 only (config docstring)
+            dtype = str(getattr(prefix_cache.causal_lm_of(model).config, "dtype", "float32")).replace("torch.", "")
+            args.logprobs_from_generation = not (args.bf16 or args.fp16 or dtype in ("bfloat16", "float16"))
 
         # Reward, and under ppo_lag the cost and its multiplier
         self.reward_fn = reward_model

@@ -220,6 +220,30 @@ def test_logprobs_read_during_generation_equal_a_recomputing_run(tiny_models, tm
         torch.testing.assert_close(fast_params[name], slow_params[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_bf16_policy_recomputes_old_logprobs_by_default(tiny_models, tmp_path):
+    """In bf16 the KV-cached decode and the full forward differ by rounding: read during sampling, the old log-probs
+    give a nonzero KL to a reference the policy still equals; recomputed (the default in bf16), KL 0 and ratio 1."""
+    first = {}
+    for dtype, choice in (("float32", None), ("bfloat16", True), ("bfloat16", None)):
+        margs = model_args(
+            tiny_models["policy"], use_peft=True, lora_r=8, lora_alpha=16, lora_target_modules="all-linear"
+        )
+        margs.dtype = dtype
+        tokenizer = load_tokenizer(margs)
+        torch.manual_seed(0)
+        policy = load_policy(margs, tokenizer)
+        value = load_value_model(str(tiny_models["policy"]), margs, tokenizer)
+        args = config(tmp_path / f"{dtype}{choice}", max_steps=1, num_ppo_epochs=1, response_length=24,
+                      logprobs_from_generation=choice)  # fmt: skip
+        trainer = SafetyPPOTrainer(args, tokenizer, policy, value, length_reward, make_dataset(tokenizer))
+        first[dtype, choice] = (trainer.args.logprobs_from_generation, trainer.train()[0])
+    assert first["float32", None][0] is True and first["bfloat16", None][0] is False
+    assert abs(first["float32", None][1]["objective/kl"]) < 1e-5
+    assert abs(first["bfloat16", True][1]["objective/kl"]) > 1e-3  # bf16 rounding shows when read during sampling
+    recomputed = first["bfloat16", None][1]
+    assert recomputed["objective/kl"] == 0 and recomputed["val/ratio"] == pytest.approx(1.0, abs=1e-5)
+
+
 def test_sampled_logprobs_match_a_full_forward(tiny_models):
     margs = model_args(tiny_models["policy"])
     tokenizer = load_tokenizer(margs)
