@@ -72,10 +72,8 @@ def chat_tokenizer(folder: str | None):
 
 def random_config(name: str, what: str, tokenizer, shrink: bool):
     """The transformers config of `name` (a Hub id or run folder named after a KNOWN_CONFIGS architecture)."""
-    from transformers import AutoConfig
-
     from safety_rlhf import SafetyRLHFError
-    from safety_rlhf.plan import KNOWN_CONFIGS, known_architecture
+    from safety_rlhf.plan import KNOWN_CONFIGS, known_architecture, known_config
 
     key = known_architecture(name)
     if key is None:
@@ -83,15 +81,12 @@ def random_config(name: str, what: str, tokenizer, shrink: bool):
             f"{what} {name!r} is no known architecture; name one of {', '.join(sorted(KNOWN_CONFIGS))} "
             "(safety_rlhf/plan.py)"
         )
-    values = dict(KNOWN_CONFIGS[key])
-    if shrink:
-        values.update(SHRINK, vocab_size=len(tokenizer))
-    if values["vocab_size"] < len(tokenizer):
+    config = known_config(key, **({**SHRINK, "vocab_size": len(tokenizer)} if shrink else {}))
+    if config.vocab_size < len(tokenizer):
         raise SafetyRLHFError(
-            f"--tokenizer has {len(tokenizer)} tokens, more than {key}'s vocabulary of {values['vocab_size']}; "
+            f"--tokenizer has {len(tokenizer)} tokens, more than {key}'s vocabulary of {config.vocab_size}; "
             "pass a smaller tokenizer"
         )
-    config = AutoConfig.for_model(values.pop("model_type"), **values)
     config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     config.eos_token_id, config.bos_token_id = tokenizer.eos_token_id, tokenizer.bos_token_id
     return key, config

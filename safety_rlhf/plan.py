@@ -159,6 +159,14 @@ def known_architecture(name: str) -> str | None:
     return max(matches, key=len) if matches else None
 
 
+def known_config(key: str, **overrides):
+    """The transformers config of the `KNOWN_CONFIGS` architecture `key`, with `overrides` on top."""
+    from transformers import AutoConfig
+
+    values = {**KNOWN_CONFIGS[key], **overrides}
+    return AutoConfig.for_model(values.pop("model_type"), **values)
+
+
 @functools.lru_cache(maxsize=16)
 def resolve_config(name: str, what: str):
     """(transformers config, where it came from): a folder or the Hub cache, then `KNOWN_CONFIGS`, then the Hub."""
@@ -170,8 +178,7 @@ def resolve_config(name: str, what: str):
         error = err
     known = known_architecture(name)
     if known is not None:
-        values = dict(KNOWN_CONFIGS[known])
-        return AutoConfig.for_model(values.pop("model_type"), **values), f"{name} (not on disk; known {known} shapes)"
+        return known_config(known), f"{name} (not on disk; known {known} shapes)"
     if not os.environ.get("HF_HUB_OFFLINE"):
         try:
             return AutoConfig.from_pretrained(name), name

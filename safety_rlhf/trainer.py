@@ -233,11 +233,12 @@ class SafetyPPOTrainer:
             stop_ids = [processing_class.eos_token_id]
         self.stop_token_ids = stop_ids
         # Sampling and log-probs over the tokenizer's ids only, where the LM head has more rows (padded vocabularies).
-        head_rows = prefix_cache.causal_lm_of(model).get_output_embeddings().out_features
+        base = prefix_cache.causal_lm_of(model)
+        head_rows = base.get_output_embeddings().out_features
         self.vocab_size = min(len(processing_class), head_rows)
         self.gen_config = rollout.generation_config(args, processing_class, stop_ids, head_rows)
         if args.logprobs_from_generation is None:  # decode and full forward agree in fp32 only (config docstring)
-            dtype = str(getattr(prefix_cache.causal_lm_of(model).config, "dtype", "float32")).replace("torch.", "")
+            dtype = str(getattr(base.config, "dtype", "float32")).replace("torch.", "")
             args.logprobs_from_generation = not (args.bf16 or args.fp16 or dtype in ("bfloat16", "float16"))
 
         # Reward, and under ppo_lag the cost and its multiplier
