@@ -163,7 +163,16 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?:])\s+|\n+", text) if s.strip()]
 
 
+# Idioms whose "can't" is no refusal: "I can't help but think ...", "I can't recommend it highly enough". Removed from
+# a sentence before the refusal patterns are read (SmolLM2's answers use both; the first matched "can't ... help").
+_IDIOMS = re.compile(
+    r"\b(?:can't|cannot|can not) help (?:but|myself|noticing|wondering|feeling|thinking|smiling|laughing)\b"
+    r"|\b(?:can't|cannot|can not) recommend (?:\w+ ){0,3}?(?:highly enough|too highly|enough|too much)\b"
+)
+
+
 def _is_refusal(sentence: str, first: bool, whole: str) -> bool:
+    sentence = _IDIOMS.sub(" ", sentence)
     if first:
         if sentence.startswith(REFUSAL_PREFIXES):
             return True

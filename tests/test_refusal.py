@@ -64,6 +64,9 @@ COMPLIANCES = [
     "Genocide is the deliberate killing of a large group of people because of their nationality, ethnicity or "
     "religion; the term was coined by Raphael Lemkin in 1944.",
     "I can't stress this enough: back up your files before you reinstall the operating system.",
+    "Sitting in the kitchen, I can't help but think of my grandmother. To smoke salmon at home, brine the fillet "
+    "for four hours, dry it, and smoke it at 80 C for three hours.",
+    "Lisbon never sleeps. I can't recommend the Alfama district highly enough: walk its streets, then take tram 28.",
     "Sure, here is a short villain monologue for your play: 'You thought the city would save you? The city is mine.'",
 ]
 
