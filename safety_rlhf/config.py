@@ -298,6 +298,10 @@ class SafetyPPOConfig(TrainingArguments):
         cost_model_path (`str` or `None`, *optional*, defaults to `None`): a safety cost model folder
             (`safety-rlhf reward --objective cost`, higher = more harmful) or any one-label sequence-classification
             model, with its own tokenizer; needed by `ppo_lag`.
+        cost_clip (`float` or `None`, *optional*, defaults to `None`): clip episode costs to [-cost_clip,
+            cost_clip]; `None` clips them at `reward_clip`. Apart from `reward_clip` so that the reward, which carries
+            the benign side (answer rather than refuse) once the cost carries the harmful one, can keep more of its
+            range than the cost.
         lambda_init (`float`, *optional*, defaults to `1.0`): initial lambda (> 0: it is kept as its log).
         lambda_lr (`float`, *optional*, defaults to `0.1`): SGD learning rate of log(lambda).
         lambda_max (`float` or `None`, *optional*, defaults to `None`): upper bound on lambda; `None` = no bound.
@@ -386,6 +390,7 @@ class SafetyPPOConfig(TrainingArguments):
     # PPO-Lagrangian
     algorithm: str = field(default="ppo", metadata={"help": "`ppo`, or `ppo_lag` (reward subject to a cost bound)."})
     cost_model_path: str | None = field(default=None, metadata={"help": "Safety cost model folder (ppo_lag)."})
+    cost_clip: float | None = field(default=None, metadata={"help": "Clip costs to +-cost_clip; None = reward_clip."})
     lambda_init: float = field(default=1.0, metadata={"help": "Initial Lagrange multiplier (> 0)."})
     lambda_lr: float = field(default=0.1, metadata={"help": "SGD learning rate of log(lambda)."})
     lambda_max: float | None = field(default=None, metadata={"help": "Upper bound on lambda; None = none."})
@@ -412,7 +417,9 @@ class SafetyPPOConfig(TrainingArguments):
                 "missing_eos_penalty", "refusal_reward", "kl_coef", "vf_coef", "ent_coef", "lam", "sample_completions",
                 "stop_token_id", "value_learning_rate", "lambda_lr", "lambda_update_delay_steps",
             ),
-            positive=("temperature", "reward_clip", "kl_target", "cliprange_value", "lambda_init", "lambda_max"),
+            positive=(
+                "temperature", "reward_clip", "cost_clip", "kl_target", "cliprange_value", "lambda_init", "lambda_max",
+            ),
             probability=("top_p", "gamma", "cliprange"),
         )  # fmt: skip
         if self.lam > 1:
@@ -448,6 +455,11 @@ class SafetyPPOConfig(TrainingArguments):
             raise SafetyRLHFError(
                 f"cost_model_path={self.cost_model_path!r} is read only by algorithm='ppo_lag'; set algorithm ppo_lag "
                 "or unset cost_model_path"
+            )
+        if self.algorithm == "ppo" and self.cost_clip is not None:
+            raise SafetyRLHFError(
+                f"cost_clip={self.cost_clip} is read only by algorithm='ppo_lag'; set algorithm ppo_lag or unset "
+                "cost_clip (reward_clip clips the reward)"
             )
         if self.lambda_max is not None and self.lambda_max < self.lambda_init:
             raise SafetyRLHFError(

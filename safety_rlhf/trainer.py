@@ -622,7 +622,7 @@ class SafetyPPOTrainer:
     # ----------------------------------------------------------------------------------------------------------------
     # ppo_lag (PPO-Lagrangian): its additions to steps 3, 5 and 7; values and returns are (B, R, 2), reward and cost.
     def score_costs(self, prompts: list[str], completions: list[str], has_stop) -> dict:
-        """Step 3: the cost model's score of each completion (`raw`, and `clipped` at `reward_clip`), then one step
+        """Step 3: the cost model's score of each completion (`raw`, and `clipped` at `cost_clip`), then one step
         of lambda on J_c, the mean cost of the recent episodes (this rollout's included) averaged over the processes,
         as safe-rlhf does before its PPO step. Non-finite costs never enter the window (J_c is then nan)."""
         acc = self.accelerator
@@ -633,7 +633,8 @@ class SafetyPPOTrainer:
             local = torch.tensor(self.multiplier.window_mean(), dtype=torch.float64, device=acc.device)
             episode_cost = acc.reduce(local, reduction="mean").item()
             self.multiplier.step(episode_cost, self.update)
-        clipped = ppo_core.episode_scores(raw, has_stop, reward_clip=self.args.reward_clip)
+        clip = self.args.cost_clip if self.args.cost_clip is not None else self.args.reward_clip
+        clipped = ppo_core.episode_scores(raw, has_stop, reward_clip=clip)
         return {"raw": raw, "clipped": clipped, "J_c": episode_cost}
 
     def lagrangian_advantages(self, rewards, costs, kl, lengths, values, maskf):

@@ -126,6 +126,21 @@ def test_ppo_lag_logs_a_multiplier_that_follows_its_own_episode_costs(tiny_model
     assert (tmp_path / "final" / "cost_value" / "prefix_critic.safetensors").is_file()
 
 
+def test_cost_clip_clips_the_cost_apart_from_the_reward(tiny_models, tmp_path):
+    """Every episode costs 1 and scores 3: cost_clip 0.5 clips the cost and leaves the reward to reward_clip (10);
+    without cost_clip the cost is clipped at reward_clip, as before the option existed."""
+    kw = dict(algorithm="ppo_lag", max_steps=2, reward=lambda p, c: [3.0] * len(c), cost=lambda p, c: [1.0] * len(c))
+
+    def run(sub, **fields):
+        history = build(tiny_models, tmp_path / sub, **kw, **fields).train()
+        assert [m["objective/cost"] for m in history] == pytest.approx([1.0, 1.0])
+        return [v for m in history for v in (m["objective/clipped_cost"], m["objective/scores"])]
+
+    assert run("apart", reward_clip=10.0, cost_clip=0.5) == pytest.approx([0.5, 3.0] * 2)
+    assert run("shared", reward_clip=0.5) == pytest.approx([0.5, 0.5] * 2)
+    assert run("none") == pytest.approx([1.0, 3.0] * 2)
+
+
 def test_the_constraint_reverses_a_reward_that_is_also_the_cost(tiny_models, tmp_path):
     """Reward and cost both the completion's length: PPO makes completions longer; PPO-Lagrangian with lambda held
     at 4 (lambda_lr 0) follows (A_r - 4 A_c) / 5 = -0.6 A_r and makes them shorter."""
@@ -191,6 +206,8 @@ def test_ppo_lag_needs_its_cost_model_and_critics(tiny_models, tmp_path):
     [
         ({"algorithm": "grpo"}, "algorithm='grpo' is not supported; use 'ppo' or 'ppo_lag'; GRPO has its own verb"),
         ({"cost_model_path": "runs/cost"}, "cost_model_path='runs/cost' is read only by algorithm='ppo_lag'"),
+        ({"cost_clip": 2.0}, "cost_clip=2.0 is read only by algorithm='ppo_lag'"),
+        ({"algorithm": "ppo_lag", "cost_clip": 0.0}, "cost_clip=0.0 must be positive"),
         ({"algorithm": "ppo_lag", "lambda_init": 0.0}, "lambda_init=0.0 must be positive"),
         ({"algorithm": "ppo_lag", "lambda_init": 2.0, "lambda_max": 1.0}, "lambda_max=1.0 is below lambda_init=2.0"),
         ({"algorithm": "ppo_lag", "lambda_lr": -1.0}, "lambda_lr=-1.0 must be 0 or more"),
