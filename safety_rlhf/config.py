@@ -451,16 +451,12 @@ class SafetyPPOConfig(TrainingArguments):
         if self.algorithm not in ("ppo", "ppo_lag"):
             hint = "; GRPO has its own verb: `safety-rlhf grpo`" if self.algorithm == "grpo" else ""
             raise SafetyRLHFError(f"algorithm={self.algorithm!r} is not supported; use 'ppo' or 'ppo_lag'{hint}")
-        if self.algorithm == "ppo" and self.cost_model_path:
-            raise SafetyRLHFError(
-                f"cost_model_path={self.cost_model_path!r} is read only by algorithm='ppo_lag'; set algorithm ppo_lag "
-                "or unset cost_model_path"
-            )
-        if self.algorithm == "ppo" and self.cost_clip is not None:
-            raise SafetyRLHFError(
-                f"cost_clip={self.cost_clip} is read only by algorithm='ppo_lag'; set algorithm ppo_lag or unset "
-                "cost_clip (reward_clip clips the reward)"
-            )
+        for name in ("cost_model_path", "cost_clip"):  # the ppo_lag fields without a default value
+            value = getattr(self, name)
+            if self.algorithm == "ppo" and value not in (None, ""):
+                raise SafetyRLHFError(
+                    f"{name}={value!r} is read only by algorithm='ppo_lag'; set algorithm ppo_lag or unset {name}"
+                )
         if self.lambda_max is not None and self.lambda_max < self.lambda_init:
             raise SafetyRLHFError(
                 f"lambda_max={self.lambda_max} is below lambda_init={self.lambda_init}; raise lambda_max or lower "
