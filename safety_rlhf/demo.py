@@ -10,6 +10,9 @@ paths redirected into `output_dir`:
       categories plus the model's own benign answers, merged)  4 safety reward model (the written pairs plus pairs
       from the model's own responses)  5 PPO from the warm start
     tiny: 1 tiny models  2 SFT warm start  3 safety reward model  4 evaluate the SFT policy  5 PPO
+with `--algorithm ppo_lag` (`make demo-lag`), PPO-Lagrangian instead of PPO (`ppo_lag.yaml`), after two more stages:
+the warm start's sampled responses to the train prompts (smollm2 only: the cost model must see the compliances PPO
+will sample) and the safety cost model (`cost.yaml`, on both response files);
 then: evaluate the PPO policy against the warm start, greedy (eval.json, report.md, plots), the same sampled at the
 training temperature, the same greedy on the held-out prompts (`bundled_heldout`: written apart, five categories
 never trained on), and a summary table (summary.json). On SmolLM2 the evaluations also measure each policy's KL to
@@ -30,6 +33,7 @@ from .config import check_output_dir
 RECIPES_ROOT = Path(__file__).resolve().parents[1] / "recipes"
 RECIPES = RECIPES_ROOT / "tiny"
 MODELS = {"smollm2": "smollm2-135m-instruct", "tiny": "tiny"}
+ALGORITHMS = {"ppo": "ppo.yaml", "ppo_lag": "ppo_lag.yaml"}
 HEADLINE = (
     ("harmful_refusal_rate", "harmful prompts refused"),
     ("benign_compliance_rate", "benign prompts answered"),
@@ -56,12 +60,26 @@ class DemoArguments:
         default="models/smollm2-135m-instruct",
         metadata={"help": "Where SmolLM2 is imported from its GGUF, once; later demos reuse it."},
     )
+    algorithm: str = field(
+        default="ppo",
+        metadata={
+            "help": "`ppo` (against the reward model, ppo.yaml) or `ppo_lag` (PPO-Lagrangian: adds a cost model, "
+            "cost.yaml, and the warm start's sampled responses it learns from; ppo_lag.yaml)."
+        },
+    )
+    ppo_max_steps: int | None = field(
+        default=None, metadata={"help": "PPO updates, replacing the recipe's max_steps (24 in both SmolLM2 recipes)."}
+    )
     eval_batch_size: int = field(default=80, metadata={"help": "Prompts per generate call in the evaluations."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing demo folder."})
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise SafetyRLHFError(f"model={self.model!r} is not a demo; use one of: {', '.join(MODELS)}")
+        if self.algorithm not in ALGORITHMS:
+            raise SafetyRLHFError(f"algorithm={self.algorithm!r} is not a demo; use one of: {', '.join(ALGORITHMS)}")
+        if self.ppo_max_steps is not None and self.ppo_max_steps < 1:
+            raise SafetyRLHFError(f"ppo_max_steps={self.ppo_max_steps} must be at least 1 (or unset: the recipe's)")
         if self.recipes_dir is None:
             self.recipes_dir = str(RECIPES_ROOT / MODELS[self.model])
 
@@ -143,18 +161,14 @@ def main(args: DemoArguments) -> dict:
     )
     # PPO starts from the warm start: on SmolLM2 its LoRA merged into a full model (the PPO adapter then loads alone).
     start = out / "sft" / MERGED_DIR if real else out / "sft"
-    stage(
-        "safety reward model",
-        lambda: train_reward(
-            *parse(
-                [ScriptArguments, SafetyRewardConfig, ModelConfig],
-                recipes / "reward.yaml",
-                output_dir=out / "reward",
-                **({"real_responses": own} if own else {}),
-                **over,
-            )
-        ),
-    )
+
+    def train_scorer(name: str, recipe: str, folder: str, responses: str | None) -> None:
+        """The reward or the cost model stage (`reward.train`), on the written pairs plus `responses` if any."""
+        extra = {"real_responses": responses} if responses else {}
+        types = [ScriptArguments, SafetyRewardConfig, ModelConfig]
+        stage(name, lambda: train_reward(*parse(types, recipes / recipe, output_dir=out / folder, **extra, **over)))
+
+    train_scorer("safety reward model", "reward.yaml", "reward", own)
 
     def parse_eval(data: dict | None = None, **fields) -> tuple:
         fields = {"reward_model_path": out / "reward", "batch_size": args.eval_batch_size, **fields}
@@ -168,15 +182,34 @@ def main(args: DemoArguments) -> dict:
             "evaluate the SFT policy",
             lambda: evaluate.main(*parse_eval(model_name_or_path=out / "sft", output_dir=out / "eval_sft")),
         )
+    lag = {}
+    if args.algorithm == "ppo_lag":
+        warm_and_own = None
+        if real:
+            # The cost model learns what a harmful compliance looks like from the untrained model's greedy answers and
+            # the warm start's sampled ones, as PPO samples them; with the former alone it rated most of the warm
+            # start's compliances safe and the constraint could not bite (cost.yaml).
+            warm = out / "warm_responses.jsonl"
+            settings = SampleArguments(
+                model_name_or_path=str(start), output=str(warm), splits="train", decodings="sampled",
+                max_new_tokens=32, batch_size=args.eval_batch_size,
+            )  # fmt: skip
+            stage("sample the warm start's responses", lambda: sample(settings))
+            warm_and_own = f"{own},{warm}"
+        train_scorer("safety cost model", "cost.yaml", "cost", warm_and_own)
+        lag = {"cost_model_path": out / "cost"}
+    steps = {} if args.ppo_max_steps is None else {"max_steps": args.ppo_max_steps}
     stage(
-        "PPO",
+        "PPO-Lagrangian" if lag else "PPO",
         lambda: ppo.main(
             *parse(
                 [ScriptArguments, SafetyPPOConfig, ModelConfig],
-                recipes / "ppo.yaml",
+                recipes / ALGORITHMS[args.algorithm],
                 model_name_or_path=start,
                 reward_model_path=out / "reward",
                 output_dir=out / "ppo",
+                **lag,
+                **steps,
                 **over,
             )
         ),
@@ -216,7 +249,7 @@ def main(args: DemoArguments) -> dict:
             )
         ),
     )
-    summary = {"model": args.model}
+    summary = {"model": args.model, "algorithm": args.algorithm}
     for suffix, result in (("", final), ("_sampled", sampled), ("_heldout", heldout)):
         summary["before" + suffix] = {k: result["baseline"].get(k) for k, _ in HEADLINE}
         summary["after" + suffix] = {k: result.get(k) for k, _ in HEADLINE}

@@ -16,6 +16,9 @@ SHORT = {
     "reward.yaml": {"max_steps": 3, "per_device_train_batch_size": 8},
     "ppo.yaml": {"max_steps": 2, "response_length": 8, "per_device_train_batch_size": 4,
                  "gradient_accumulation_steps": 2, "num_ppo_epochs": 1, "save_steps": 0},
+    "cost.yaml": {"max_steps": 3, "per_device_train_batch_size": 8},
+    "ppo_lag.yaml": {"max_steps": 2, "response_length": 8, "per_device_train_batch_size": 4,
+                     "gradient_accumulation_steps": 2, "num_ppo_epochs": 1, "save_steps": 0},
 }  # fmt: skip
 
 
@@ -52,6 +55,43 @@ def test_demo_runs_every_stage_and_leaves_a_self_contained_policy(tmp_path):
     assert tokenizer.chat_template and model.config.vocab_size >= len(tokenizer)
     with pytest.raises(SafetyRLHFError, match="already holds a previous run"):
         main(DemoArguments(output_dir=str(out), model="tiny", recipes_dir=str(tmp_path / "recipes")))
+
+
+def test_demo_with_ppo_lagrangian_trains_a_cost_model_and_runs_the_updates_asked(tmp_path):
+    """`--algorithm ppo_lag --ppo_max_steps 3`: a cost model stage, then PPO-Lagrangian against it for 3 updates (the
+    shortened recipe says 2)."""
+    out = tmp_path / "demo"
+    summary = main(
+        DemoArguments(
+            output_dir=str(out), model="tiny", recipes_dir=str(short_recipes(tmp_path / "recipes")),
+            algorithm="ppo_lag", ppo_max_steps=3,
+        )
+    )  # fmt: skip
+    assert list(summary["seconds"]) == [
+        "tiny models", "SFT warm start", "safety reward model", "evaluate the SFT policy", "safety cost model",
+        "PPO-Lagrangian", "evaluate PPO vs SFT", "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",
+    ]  # fmt: skip
+    assert summary["algorithm"] == "ppo_lag"
+    cost = json.loads((out / "cost" / "eval.json").read_text())
+    assert cost["objective"] == "cost"
+    config = yaml.safe_load((out / "ppo" / "config.yaml").read_text())["training_args"]
+    assert config["algorithm"] == "ppo_lag" and config["cost_model_path"] == str(out / "cost")
+    assert config["max_steps"] == 3
+    rows = [json.loads(line) for line in (out / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3] and all("lagrangian/lambda" in row for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"algorithm": "grpo"}, r"algorithm='grpo' is not a demo; use one of: ppo, ppo_lag"),
+        ({"ppo_max_steps": 0}, r"ppo_max_steps=0 must be at least 1"),
+    ],
+)
+def test_demo_refuses_an_unknown_algorithm_or_no_updates(tmp_path, fields, message):
+    with pytest.raises(SafetyRLHFError, match=message):
+        DemoArguments(output_dir=str(tmp_path / "demo"), **fields)
+    assert not (tmp_path / "demo").exists()
 
 
 @pytest.mark.slow
