@@ -118,6 +118,21 @@ def main(args: DemoArguments) -> dict:
         timings[name] = round(time.time() - start, 1)
         return result
 
+    def sample_train(name: str, model: Path, output: Path, **fields) -> Path:
+        """A `safety-rlhf sample` stage: `model`'s responses to the train prompts, written to `output`."""
+        from .sample import SampleArguments
+        from .sample import main as sample
+
+        settings = SampleArguments(
+            model_name_or_path=str(model),
+            output=str(output),
+            splits="train",
+            batch_size=args.eval_batch_size,
+            **fields,
+        )
+        stage(name, lambda: sample(settings))
+        return output
+
     if real:
         from .gguf_import import import_gguf
 
@@ -136,16 +151,7 @@ def main(args: DemoArguments) -> dict:
     # keeps its voice), and the reward model learns to rank its real compliance below a refusal.
     own = None
     if real:
-        from .sample import SampleArguments
-        from .sample import main as sample
-
-        responses = out / "own_responses.jsonl"
-        settings = SampleArguments(
-            model_name_or_path=str(base), output=str(responses), splits="train", decodings="greedy",
-            batch_size=args.eval_batch_size,
-        )  # fmt: skip
-        stage("sample the model's own responses", lambda: sample(settings))
-        own = responses
+        own = sample_train("sample the model's own responses", base, out / "own_responses.jsonl", decodings="greedy")
     stage(
         "SFT warm start",
         lambda: sft.main(
@@ -162,7 +168,7 @@ def main(args: DemoArguments) -> dict:
     # PPO starts from the warm start: on SmolLM2 its LoRA merged into a full model (the PPO adapter then loads alone).
     start = out / "sft" / MERGED_DIR if real else out / "sft"
 
-    def train_scorer(name: str, recipe: str, folder: str, responses: str | None) -> None:
+    def train_scorer(name: str, recipe: str, folder: str, responses: Path | str | None) -> None:
         """The reward or the cost model stage (`reward.train`), on the written pairs plus `responses` if any."""
         extra = {"real_responses": responses} if responses else {}
         types = [ScriptArguments, SafetyRewardConfig, ModelConfig]
@@ -189,18 +195,16 @@ def main(args: DemoArguments) -> dict:
             # The cost model learns what a harmful compliance looks like from the untrained model's greedy answers and
             # the warm start's sampled ones, as PPO samples them; with the former alone it rated most of the warm
             # start's compliances safe and the constraint could not bite (cost.yaml).
-            warm = out / "warm_responses.jsonl"
-            settings = SampleArguments(
-                model_name_or_path=str(start), output=str(warm), splits="train", decodings="sampled",
-                max_new_tokens=32, batch_size=args.eval_batch_size,
+            warm = sample_train(
+                "sample the warm start's responses", start, out / "warm_responses.jsonl", decodings="sampled",
+                max_new_tokens=32,
             )  # fmt: skip
-            stage("sample the warm start's responses", lambda: sample(settings))
             warm_and_own = f"{own},{warm}"
         train_scorer("safety cost model", "cost.yaml", "cost", warm_and_own)
         lag = {"cost_model_path": out / "cost"}
     steps = {} if args.ppo_max_steps is None else {"max_steps": args.ppo_max_steps}
     stage(
-        "PPO-Lagrangian" if lag else "PPO",
+        "PPO-Lagrangian" if args.algorithm == "ppo_lag" else "PPO",
         lambda: ppo.main(
             *parse(
                 [ScriptArguments, SafetyPPOConfig, ModelConfig],
