@@ -75,9 +75,9 @@ class DemoArguments:
 
     def __post_init__(self):
         if self.model not in MODELS:
-            raise SafetyRLHFError(f"model={self.model!r} is not a demo; use one of: {', '.join(MODELS)}")
+            raise SafetyRLHFError(f"model={self.model!r} has no demo; use one of: {', '.join(MODELS)}")
         if self.algorithm not in ALGORITHMS:
-            raise SafetyRLHFError(f"algorithm={self.algorithm!r} is not a demo; use one of: {', '.join(ALGORITHMS)}")
+            raise SafetyRLHFError(f"algorithm={self.algorithm!r} has no demo; use one of: {', '.join(ALGORITHMS)}")
         if self.ppo_max_steps is not None and self.ppo_max_steps < 1:
             raise SafetyRLHFError(f"ppo_max_steps={self.ppo_max_steps} must be at least 1 (or unset: the recipe's)")
         if self.recipes_dir is None:

@@ -84,11 +84,12 @@ def test_demo_with_ppo_lagrangian_trains_a_cost_model_and_runs_the_updates_asked
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"algorithm": "grpo"}, r"algorithm='grpo' is not a demo; use one of: ppo, ppo_lag"),
+        ({"algorithm": "grpo"}, r"algorithm='grpo' has no demo; use one of: ppo, ppo_lag"),
+        ({"model": "llama"}, r"model='llama' has no demo; use one of: smollm2, tiny"),
         ({"ppo_max_steps": 0}, r"ppo_max_steps=0 must be at least 1"),
     ],
 )
-def test_demo_refuses_an_unknown_algorithm_or_no_updates(tmp_path, fields, message):
+def test_demo_refuses_an_unknown_model_or_algorithm_or_no_updates(tmp_path, fields, message):
     with pytest.raises(SafetyRLHFError, match=message):
         DemoArguments(output_dir=str(tmp_path / "demo"), **fields)
     assert not (tmp_path / "demo").exists()
