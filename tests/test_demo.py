@@ -95,24 +95,34 @@ def test_demo_refuses_an_unknown_model_or_algorithm_or_no_updates(tmp_path, fiel
     assert not (tmp_path / "demo").exists()
 
 
+REAL_MODEL_STAGES = {
+    "ppo": ["import SmolLM2-135M-Instruct", "sample the model's own responses", "SFT warm start",
+            "safety reward model", "PPO"],
+    "ppo_lag": ["import SmolLM2-135M-Instruct", "sample the model's own responses", "SFT warm start",
+                "safety reward model", "sample the warm start's responses", "safety cost model", "PPO-Lagrangian"],
+}  # fmt: skip
+
+
 @pytest.mark.slow
 @needs_smollm2
-def test_demo_on_the_real_model_runs_every_stage_and_leaves_a_policy_that_loads_alone(tmp_path):
-    """`safety-rlhf demo --model smollm2` with every training stage cut to a few steps (about 7.5 min on 2 cores):
-    the import, the model's own responses, the warm start on them, the reward model with pairs from them, PPO and
-    the three evaluations, on the real SmolLM2-135M-Instruct."""
+@pytest.mark.parametrize("algorithm", ["ppo", "ppo_lag"])
+def test_demo_on_the_real_model_runs_every_stage_and_leaves_a_policy_that_loads_alone(tmp_path, algorithm):
+    """`safety-rlhf demo --model smollm2 [--algorithm ppo_lag]` with every training stage cut to a few steps (about
+    7.5 min on 2 cores, 9 min with ppo_lag): the import, the model's own responses, the warm start on them, the reward
+    model with pairs from them (ppo_lag: the warm start's sampled responses and the cost model on both response
+    files), PPO or PPO-Lagrangian, and the three evaluations, on the real SmolLM2-135M-Instruct."""
     from peft import AutoPeftModelForCausalLM
 
     out = tmp_path / "demo"
     recipes = short_recipes(tmp_path / "recipes", RECIPES_ROOT / "smollm2-135m-instruct")
     summary = main(
         DemoArguments(
-            output_dir=str(out), model="smollm2", recipes_dir=str(recipes), base_model_dir=str(tmp_path / "base")
+            output_dir=str(out), model="smollm2", recipes_dir=str(recipes), base_model_dir=str(tmp_path / "base"),
+            algorithm=algorithm,
         )
-    )
-    assert list(summary["seconds"]) == [
-        "import SmolLM2-135M-Instruct", "sample the model's own responses", "SFT warm start", "safety reward model",
-        "PPO", "evaluate PPO vs SFT", "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",
+    )  # fmt: skip
+    assert list(summary["seconds"]) == REAL_MODEL_STAGES[algorithm] + [
+        "evaluate PPO vs SFT", "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",
     ]  # fmt: skip
     own = [json.loads(line) for line in (out / "own_responses.jsonl").read_text().splitlines()]
     assert len(own) == 357 and {(row["split"], row["decoding"]) for row in own} == {("train", "greedy")}
@@ -122,6 +132,14 @@ def test_demo_on_the_real_model_runs_every_stage_and_leaves_a_policy_that_loads_
         assert 0 <= summary[side]["harmful_refusal_rate"] <= 1 and summary[side]["kl_to_reference"] is not None
     reward = json.loads((out / "reward" / "eval.json").read_text())
     assert reward["real_n_train"] > 300  # pairs from the model's own responses joined the training
+    if algorithm == "ppo_lag":
+        warm = [json.loads(line) for line in (out / "warm_responses.jsonl").read_text().splitlines()]
+        assert len(warm) == 357 and {(row["split"], row["decoding"]) for row in warm} == {("train", "sampled")}
+        assert json.loads((out / "cost" / "eval.json").read_text())["objective"] == "cost"
+        cost_config = yaml.safe_load((out / "cost" / "config.yaml").read_text())["training_args"]
+        assert cost_config["real_responses"] == f"{out / 'own_responses.jsonl'},{out / 'warm_responses.jsonl'}"
+        rows = [json.loads(line) for line in (out / "ppo" / "metrics.jsonl").read_text().splitlines()]
+        assert [row["step"] for row in rows] == [1, 2] and all("lagrangian/lambda" in row for row in rows)
     tokenizer = AutoTokenizer.from_pretrained(out / "ppo")
     policy = AutoPeftModelForCausalLM.from_pretrained(out / "ppo")
     assert tokenizer.chat_template and policy.config.num_hidden_layers == 30
