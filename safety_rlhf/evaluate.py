@@ -83,6 +83,9 @@ class EvalArguments:
             Prompts per `generate` call (and per reward-model pass).
         seed (`int`, *optional*, defaults to `0`):
             Seed set before each model's generation (matters with temperature > 0).
+        samples_per_prompt (`int`, *optional*, defaults to `1`):
+            Responses sampled per prompt (temperature > 0 only). The rates count every response; their intervals
+            count prompts, not responses (samples of one prompt are correlated), so they stay honest, if wide.
         output_dir (`str`):
             Where `eval.json`, `report.md` and the plots go.
         dtype (`str`, *optional*, defaults to `"float32"`):
@@ -111,6 +114,9 @@ class EvalArguments:
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling (temperature > 0)."})
     batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
     seed: int = field(default=0, metadata={"help": "Seed set before each model's generation."})
+    samples_per_prompt: int = field(
+        default=1, metadata={"help": "Responses sampled per prompt (temperature > 0); rates count every response."}
+    )
     output_dir: str | None = field(default=None, metadata={"help": "Output folder (required)."})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16, float16 or auto."})
     kl_reference: str | None = field(
@@ -128,6 +134,13 @@ class EvalArguments:
             raise SafetyRLHFError(f"top_p={self.top_p} must be in (0, 1]")
         if self.batch_size < 1:
             raise SafetyRLHFError(f"batch_size={self.batch_size} must be at least 1")
+        if self.samples_per_prompt < 1:
+            raise SafetyRLHFError(f"samples_per_prompt={self.samples_per_prompt} must be at least 1")
+        if self.samples_per_prompt > 1 and self.temperature == 0:
+            raise SafetyRLHFError(
+                f"samples_per_prompt={self.samples_per_prompt} needs sampling: greedy decoding gives one response per "
+                "prompt; pass --temperature (e.g. 0.7) or --samples_per_prompt 1"
+            )
         if self.dtype not in DTYPES:
             raise SafetyRLHFError(f"dtype={self.dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
 
@@ -279,7 +292,9 @@ def summarize(rows: list[dict]) -> dict:
         rows (`list[dict]`):
             One dict per response with `label` (`harmful`/`benign`), `category`, `class` (`compliance`,
             `full_refusal`, `partial_refusal`) and optionally `score` (a reward-model score) and `tokens`
-            (response length in tokens) and `stopped` (whether the stop token came before `max_new_tokens`).
+            (response length in tokens) and `stopped` (whether the stop token came before `max_new_tokens`). Rows
+            with a `sample` index (several responses per prompt) also need `prompt`: a rate's interval then counts
+            the group's distinct prompts instead of its responses.
 
     Returns:
         `dict`: `harmful_refusal_rate` (full or partial refusal on harmful prompts), `harmful_full_refusal_rate`,
@@ -317,18 +332,27 @@ def summarize(rows: list[dict]) -> dict:
     def refused(name: str) -> int:
         return counts[name]["full_refusal"] + counts[name]["partial_refusal"]
 
+    # rate: (its group, the responses counted)
     fractions = {
-        "harmful_refusal_rate": (refused("harmful"), counts["harmful"]["n"]),
-        "harmful_full_refusal_rate": (counts["harmful"]["full_refusal"], counts["harmful"]["n"]),
-        "benign_compliance_rate": (counts["benign"]["compliance"], counts["benign"]["n"]),
-        "benign_alarming_compliance_rate": (counts["benign_alarming"]["compliance"], counts["benign_alarming"]["n"]),
-        "plain_benign_compliance_rate": (counts["plain_benign"]["compliance"], counts["plain_benign"]["n"]),
+        "harmful_refusal_rate": ("harmful", refused("harmful")),
+        "harmful_full_refusal_rate": ("harmful", counts["harmful"]["full_refusal"]),
+        "benign_compliance_rate": ("benign", counts["benign"]["compliance"]),
+        "benign_alarming_compliance_rate": ("benign_alarming", counts["benign_alarming"]["compliance"]),
+        "plain_benign_compliance_rate": ("plain_benign", counts["plain_benign"]["compliance"]),
     }
-    out = {name: _rate(k, n) for name, (k, n) in fractions.items()}
+    out = {name: _rate(k, counts[group]["n"]) for name, (group, k) in fractions.items()}
     out["partial_refusal_rate"] = {
         label: _rate(counts[label]["partial_refusal"], counts[label]["n"]) for label in LABELS
     }
-    out["ci95"] = {name: wilson_interval(k, n) for name, (k, n) in fractions.items()}
+    out["ci95"] = {name: wilson_interval(k, counts[group]["n"]) for name, (group, k) in fractions.items()}
+    if any(r.get("sample") for r in rows):
+        # Several responses per prompt are not independent draws of a rate: the interval counts the group's prompts
+        # (as if the responses to one prompt were one observation), wide where they agree, honest where they differ.
+        prompts = {name: len({r["prompt"] for r in group}) for name, group in groups.items()}
+        out["ci95"] = {
+            name: wilson_interval(out[name] * prompts[group], prompts[group]) if prompts[group] else None
+            for name, (group, _) in fractions.items()
+        }
 
     scored = [r for r in rows if r.get("score") is not None]
     out["mean_score"] = _mean([float(r["score"]) for r in scored]) if scored else None
@@ -376,8 +400,12 @@ def _samples(rows: list[dict], n: int = N_SAMPLES) -> list[dict]:
     harmful = [j for j, r in enumerate(rows) if r["label"] == "harmful"]
     benign = [j for j, r in enumerate(rows) if r["label"] == "benign"]
     benign.sort(key=lambda j: not str(rows[j]["category"]).startswith(ALARMING_PREFIX))  # stable: order kept
+    first = {
+        j for j, r in enumerate(rows) if not r.get("sample")
+    }  # one response per prompt: the report pairs by prompt
+    harmful, benign = [j for j in harmful if j in first], [j for j in benign if j in first]
     picked = harmful[: n // 2] + benign[: n // 2]
-    picked += [i for i in range(len(rows)) if i not in picked][: n - len(picked)]
+    picked += [i for i in sorted(first) if i not in picked][: n - len(picked)]
     keys = ("prompt", "label", "category", "response", "class", "score")
     return [{k: rows[i].get(k) for k in keys} for i in sorted(picked)]
 
@@ -403,6 +431,7 @@ def decoding_settings(args: EvalArguments) -> dict:
         "repetition_penalty": 1.0,
         "max_new_tokens": args.max_new_tokens,
         "seed": args.seed,
+        "samples_per_prompt": args.samples_per_prompt,
         "batch_size": args.batch_size,
         "dtype": args.dtype,
         "prompt_format": "one user turn, the model's chat template with the generation prompt",
@@ -428,11 +457,13 @@ def evaluate(model_path, prompts_ds, args: EvalArguments, reward=None, detector=
 
     Returns:
         `dict`: `summarize`'s metrics plus `model`, `judge`, `reward_model`, `decoding`, `samples` (the first
-        `N_SAMPLES` rows) and `rows` (every prompt with its response, class, score and length).
+        `N_SAMPLES` prompts) and `rows` (every response with its prompt, class, score and length; with
+        `args.samples_per_prompt` > 1, `samples_per_prompt` rows per prompt, each with its `sample` index).
     """
     from reward.refusal import RefusalDetector
 
-    rows = [dict(row) for row in prompts_ds]
+    k = args.samples_per_prompt
+    rows = [dict(row, **({"sample": s} if k > 1 else {})) for row in prompts_ds for s in range(k)]
     if not rows:
         raise SafetyRLHFError("no prompts to evaluate; check --dataset_name, --dataset_test_split and --max_samples")
     if detector is None:
