@@ -8,8 +8,14 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from safety_rlhf import SafetyRLHFError
+from safety_rlhf.data import load_prompts
 from safety_rlhf.demo import RECIPES, RECIPES_ROOT, DemoArguments, main
 from tests.helpers import needs_smollm2
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
 
 SHORT = {
     "sft.yaml": {"max_steps": 4, "num_train_epochs": 1},
@@ -77,7 +83,7 @@ def test_demo_with_ppo_lagrangian_trains_a_cost_model_and_runs_the_updates_asked
     config = yaml.safe_load((out / "ppo" / "config.yaml").read_text())["training_args"]
     assert config["algorithm"] == "ppo_lag" and config["cost_model_path"] == str(out / "cost")
     assert config["max_steps"] == 3
-    rows = [json.loads(line) for line in (out / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    rows = read_jsonl(out / "ppo" / "metrics.jsonl")
     assert [row["step"] for row in rows] == [1, 2, 3] and all("lagrangian/lambda" in row for row in rows)
 
 
@@ -95,12 +101,14 @@ def test_demo_refuses_an_unknown_model_or_algorithm_or_no_updates(tmp_path, fiel
     assert not (tmp_path / "demo").exists()
 
 
-REAL_MODEL_STAGES = {
-    "ppo": ["import SmolLM2-135M-Instruct", "sample the model's own responses", "SFT warm start",
-            "safety reward model", "PPO"],
-    "ppo_lag": ["import SmolLM2-135M-Instruct", "sample the model's own responses", "SFT warm start",
-                "safety reward model", "sample the warm start's responses", "safety cost model", "PPO-Lagrangian"],
-}  # fmt: skip
+# The real model's demo: the stages every algorithm runs, then the algorithm's own, then the three evaluations.
+REAL_MODEL_STAGES = ["import SmolLM2-135M-Instruct", "sample the model's own responses", "SFT warm start",
+                     "safety reward model"]  # fmt: skip
+ALGORITHM_STAGES = {
+    "ppo": ["PPO"],
+    "ppo_lag": ["sample the warm start's responses", "safety cost model", "PPO-Lagrangian"],
+}
+EVALUATIONS = ["evaluate PPO vs SFT", "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts"]
 
 
 @pytest.mark.slow
@@ -121,11 +129,10 @@ def test_demo_on_the_real_model_runs_every_stage_and_leaves_a_policy_that_loads_
             algorithm=algorithm,
         )
     )  # fmt: skip
-    assert list(summary["seconds"]) == REAL_MODEL_STAGES[algorithm] + [
-        "evaluate PPO vs SFT", "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",
-    ]  # fmt: skip
-    own = [json.loads(line) for line in (out / "own_responses.jsonl").read_text().splitlines()]
-    assert len(own) == 357 and {(row["split"], row["decoding"]) for row in own} == {("train", "greedy")}
+    assert list(summary["seconds"]) == REAL_MODEL_STAGES + ALGORITHM_STAGES[algorithm] + EVALUATIONS
+    n_train = len(load_prompts("bundled", "train"))
+    own = read_jsonl(out / "own_responses.jsonl")
+    assert len(own) == n_train and {(row["split"], row["decoding"]) for row in own} == {("train", "greedy")}
     sft_config = yaml.safe_load((out / "sft" / "config.yaml").read_text())
     assert sft_config["training_args"]["own_answers"] == str(out / "own_responses.jsonl")
     for side in ("before", "after", "before_heldout", "after_heldout"):
@@ -133,12 +140,12 @@ def test_demo_on_the_real_model_runs_every_stage_and_leaves_a_policy_that_loads_
     reward = json.loads((out / "reward" / "eval.json").read_text())
     assert reward["real_n_train"] > 300  # pairs from the model's own responses joined the training
     if algorithm == "ppo_lag":
-        warm = [json.loads(line) for line in (out / "warm_responses.jsonl").read_text().splitlines()]
-        assert len(warm) == 357 and {(row["split"], row["decoding"]) for row in warm} == {("train", "sampled")}
+        warm = read_jsonl(out / "warm_responses.jsonl")
+        assert len(warm) == n_train and {(row["split"], row["decoding"]) for row in warm} == {("train", "sampled")}
         assert json.loads((out / "cost" / "eval.json").read_text())["objective"] == "cost"
         cost_config = yaml.safe_load((out / "cost" / "config.yaml").read_text())["training_args"]
         assert cost_config["real_responses"] == f"{out / 'own_responses.jsonl'},{out / 'warm_responses.jsonl'}"
-        rows = [json.loads(line) for line in (out / "ppo" / "metrics.jsonl").read_text().splitlines()]
+        rows = read_jsonl(out / "ppo" / "metrics.jsonl")
         assert [row["step"] for row in rows] == [1, 2] and all("lagrangian/lambda" in row for row in rows)
     tokenizer = AutoTokenizer.from_pretrained(out / "ppo")
     policy = AutoPeftModelForCausalLM.from_pretrained(out / "ppo")
