@@ -214,3 +214,20 @@ def test_warmstart_refuses_half_the_harmful_categories_and_nothing_else(prompts)
     wanted = {p["prompt"] for p in prompts if p["label"] == "harmful" and p["split"] == "train"}
     wanted = {p["prompt"] for p in prompts if p["prompt"] in wanted and p["category"] in categories}
     assert {r["messages"][0]["content"] for r in rows} == wanted  # every train prompt of those categories, once
+
+
+def test_smollm2_train_more_is_the_train_split_plus_new_prompts_and_nothing_evaluated(prompts, heldout):
+    """recipes/smollm2-135m-instruct/train_more.jsonl (docs/EXPERIMENTS.md, session 14): the bundled train prompts
+    plus 160 harmful and 160 benign ones written otherwise; none of them an eval or held-out prompt."""
+    more = [json.loads(line) for line in (ROOT / "recipes" / "smollm2-135m-instruct" / "train_more.jsonl").open()]
+    assert all(set(r) == PROMPT_KEYS and r["split"] == "train" for r in more)
+    keys = [norm(r["prompt"]) for r in more]
+    assert len(keys) == len(set(keys))
+    train = [r for r in prompts if r["split"] == "train"]
+    assert more[: len(train)] == train
+    new = more[len(train) :]
+    assert sum(r["label"] == "harmful" for r in new) == 160 and sum(r["label"] == "benign" for r in new) == 160
+    label_of = {r["category"]: r["label"] for r in prompts}
+    assert all(label_of[r["category"]] == r["label"] for r in new)  # bundled categories, the same labels
+    evaluated = {norm(r["prompt"]) for r in prompts if r["split"] == "eval"} | {norm(r["prompt"]) for r in heldout}
+    assert not set(keys) & evaluated
