@@ -344,15 +344,18 @@ def summarize(rows: list[dict]) -> dict:
     out["partial_refusal_rate"] = {
         label: _rate(counts[label]["partial_refusal"], counts[label]["n"]) for label in LABELS
     }
-    out["ci95"] = {name: wilson_interval(k, counts[group]["n"]) for name, (group, k) in fractions.items()}
-    if any(r.get("sample") for r in rows):
+    several = any(r.get("sample") for r in rows)
+
+    def interval(group: str, k: int) -> list[float] | None:
+        n = counts[group]["n"]
+        if not several or not n:
+            return wilson_interval(k, n)
         # Several responses per prompt are not independent draws of a rate: the interval counts the group's prompts
         # (as if the responses to one prompt were one observation), wide where they agree, honest where they differ.
-        prompts = {name: len({r["prompt"] for r in group}) for name, group in groups.items()}
-        out["ci95"] = {
-            name: wilson_interval(out[name] * prompts[group], prompts[group]) if prompts[group] else None
-            for name, (group, _) in fractions.items()
-        }
+        prompts = len({r["prompt"] for r in groups[group]})
+        return wilson_interval(k / n * prompts, prompts)
+
+    out["ci95"] = {name: interval(group, k) for name, (group, k) in fractions.items()}
 
     scored = [r for r in rows if r.get("score") is not None]
     out["mean_score"] = _mean([float(r["score"]) for r in scored]) if scored else None
@@ -397,15 +400,13 @@ def summarize(rows: list[dict]) -> dict:
 def _samples(rows: list[dict], n: int = N_SAMPLES) -> list[dict]:
     """Up to `n` rows in dataset order, half harmful and half benign where both exist; the benign half is taken from
     the benign-but-alarming prompts first (the ones over-refusal hits)."""
-    harmful = [j for j, r in enumerate(rows) if r["label"] == "harmful"]
-    benign = [j for j, r in enumerate(rows) if r["label"] == "benign"]
+    # one response per prompt (the first sampled): the report pairs the models' samples by prompt
+    first = [j for j, r in enumerate(rows) if not r.get("sample")]
+    harmful = [j for j in first if rows[j]["label"] == "harmful"]
+    benign = [j for j in first if rows[j]["label"] == "benign"]
     benign.sort(key=lambda j: not str(rows[j]["category"]).startswith(ALARMING_PREFIX))  # stable: order kept
-    first = {
-        j for j, r in enumerate(rows) if not r.get("sample")
-    }  # one response per prompt: the report pairs by prompt
-    harmful, benign = [j for j in harmful if j in first], [j for j in benign if j in first]
     picked = harmful[: n // 2] + benign[: n // 2]
-    picked += [i for i in sorted(first) if i not in picked][: n - len(picked)]
+    picked += [i for i in first if i not in picked][: n - len(picked)]
     keys = ("prompt", "label", "category", "response", "class", "score")
     return [{k: rows[i].get(k) for k in keys} for i in sorted(picked)]
 

@@ -302,7 +302,7 @@ def markdown(results: list[dict], names: list[str], metrics_file=None) -> str:
     lines.append(
         f"- **n**: {counts['harmful']['n']} harmful, {counts['benign']['n']} benign "
         f"({counts['benign_alarming']['n']} alarming-looking `xstest_*`, {counts['plain_benign']['n']} plain)"
-        + _per_prompt(final)
+        + (f"; {per_prompt}" if (per_prompt := _per_prompt(final)) else "")
     )
     lines.append(f"- **judge**: `{final['judge']}`; **reward model**: `{final.get('reward_model') or 'none'}`")
     decoding = final["decoding"]
@@ -371,7 +371,7 @@ def markdown(results: list[dict], names: list[str], metrics_file=None) -> str:
 def _per_prompt(result: dict) -> str:
     """What the counts are when several responses were sampled per prompt (else nothing)."""
     k = (result.get("decoding") or {}).get("samples_per_prompt", 1)
-    return f"; responses, {k} per prompt (the intervals count prompts)" if k > 1 else ""
+    return f"responses, {k} per prompt (the intervals count prompts)" if k > 1 else ""
 
 
 def print_summary(results: list[dict], names: list[str]) -> None:
@@ -380,7 +380,7 @@ def print_summary(results: list[dict], names: list[str]) -> None:
     from rich.table import Table
 
     final = results[-1]
-    size = f"{final['counts']['total']} " + (_per_prompt(final)[2:] or "prompts")
+    size = f"{final['counts']['total']} {_per_prompt(final) or 'prompts'}"
     table = Table(title=f"safety evaluation ({size}, judge {final['judge']})")
     table.add_column("metric")
     for name in names:
