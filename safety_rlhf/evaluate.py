@@ -183,9 +183,9 @@ def generation_config(args: EvalArguments, tokenizer, stop_ids: list[int], model
 
 
 @torch.no_grad()
-def _generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> tuple[list, list, list, list]:
-    """`generate` plus, per response, its length in tokens (stop token included), whether it stopped, and the prompt
-    and response token ids (the response up to and including its stop token)."""
+def _generate(model, tokenizer, prompts: list[str], args: EvalArguments, reference=None) -> tuple:
+    """`generate` plus, per response, its length in tokens (stop token included), whether it stopped, and, with a
+    `reference` model (same tokenizer), its KL to the reference (`kl_to_reference`; None per row without one)."""
     from transformers import set_seed
 
     stop_ids = _stop_ids(model, tokenizer)
@@ -196,14 +196,18 @@ def _generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> tupl
     # Similar lengths share a batch (less padding); results go back to the prompts' order.
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     responses, lengths, stopped = [""] * len(prompts), [0] * len(prompts), [False] * len(prompts)
-    response_ids = [[] for _ in prompts]
+    kls = [None] * len(prompts)
     device = model.device if hasattr(model, "device") else next(model.parameters()).device
     stop = torch.tensor(stop_ids, device=device)
+    # With a reference, `generate` also returns the policy's raw logits at each step: its side of the KL, without a
+    # second forward pass over prompt and response.
+    extra = {"output_logits": True, "return_dict_in_generate": True} if reference is not None else {}
     for start in range(0, len(order), args.batch_size):
         batch = order[start : start + args.batch_size]
         inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
-        output = model.generate(**inputs, generation_config=config)
-        new = output[:, inputs["input_ids"].shape[1] :]
+        output = model.generate(**inputs, generation_config=config, **extra)
+        sequences = output.sequences if extra else output
+        new = sequences[:, inputs["input_ids"].shape[1] :]
         is_stop = torch.isin(new, stop)
         for row, i in enumerate(batch):
             hits = is_stop[row].nonzero()
@@ -211,8 +215,11 @@ def _generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> tupl
             responses[i] = tokenizer.decode(new[row, :end], skip_special_tokens=True).strip()
             lengths[i] = end + 1 if len(hits) else end
             stopped[i] = bool(len(hits))
-            response_ids[i] = new[row, : lengths[i]].tolist()
-    return responses, lengths, stopped, (encoded, response_ids)
+        if extra:
+            batch_lengths = torch.tensor([lengths[i] for i in batch], device=device)
+            for i, kl in zip(batch, kl_to_reference(reference, inputs, sequences, output.logits, batch_lengths)):
+                kls[i] = kl
+    return responses, lengths, stopped, kls
 
 
 def generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> list[str]:
@@ -224,35 +231,25 @@ def generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> list[
 
 
 @torch.no_grad()
-def kl_to_reference(
-    model, reference, pad_token_id: int, prompt_ids: list, response_ids: list, batch_size: int
-) -> list:
-    """Per response, the summed per-token KL(model || reference) of the next-token distributions (T = 1) at each of
-    its positions, along the model's own response: exact at each position (the full vocabulary), no sampling noise.
+def kl_to_reference(reference, inputs, sequences, step_logits, lengths) -> list[float]:
+    """Per response of one `generate` batch, the summed per-token KL(policy || reference) of the next-token
+    distributions (T = 1) at each of its positions, along the policy's own response: exact at each position (the full
+    vocabulary), no sampling noise.
 
-    prompt_ids, response_ids: token ids per row; both models must share the tokenizer. Returns floats (nats).
+    inputs: the left-padded prompt batch (`input_ids`, `attention_mask`); sequences: what `generate` returned (prompt
+    then response, padded after the stop); step_logits: the policy's raw logits at each generation step
+    (`output_logits`), the distributions it decoded from; lengths: (B,) response lengths, stop token included. The
+    reference runs one forward pass on prompt + response (both models must share the tokenizer). Returns nats.
     """
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(prompt_ids), batch_size):
-        rows = [
-            p + r for p, r in zip(prompt_ids[start : start + batch_size], response_ids[start : start + batch_size])
-        ]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(rows):  # left padding, as in generation
-            ids[i, width - len(row) :], mask[i, width - len(row) :] = torch.tensor(row), 1
-        ids, mask = ids.to(device), mask.to(device)
-        position_ids = rollout.position_ids_from(mask)
-        keep = max(len(r) for r in response_ids[start : start + batch_size]) + 1
-        logp = rollout.response_logits(model, ids, mask, position_ids, keep - 1).float().log_softmax(-1)
-        logq = rollout.response_logits(reference, ids, mask, position_ids, keep - 1).float().log_softmax(-1)
-        per_token = (logp.exp() * (logp - logq)).sum(-1)  # (B, keep - 1): the positions predicting the last tokens
-        for i, response in enumerate(response_ids[start : start + batch_size]):
-            n = len(response)
-            out.append(float(per_token[i, per_token.shape[1] - n :].sum()) if n else 0.0)
-    return out
+    width = len(step_logits)
+    positions = torch.arange(width, device=sequences.device)
+    response_mask = positions[None, :] < lengths[:, None]  # (B, R): the response tokens, stop included
+    mask = torch.cat([inputs["attention_mask"], response_mask.to(inputs["attention_mask"].dtype)], dim=1)
+    logq = rollout.response_logits(reference, sequences, mask, rollout.position_ids_from(mask), width)
+    logq = logq.float().log_softmax(-1)
+    logp = torch.stack(step_logits, dim=1).float().log_softmax(-1)  # (B, R, V), as logq
+    per_token = (logp.exp() * (logp - logq)).sum(-1).masked_fill(~response_mask, 0.0)
+    return per_token.sum(-1).tolist()
 
 
 def has_repeated_ngram(text: str, n: int = 4) -> bool:
@@ -472,12 +469,9 @@ def evaluate(model_path, prompts_ds, args: EvalArguments, reward=None, detector=
     model, tokenizer = load_model(model_path, args.dtype, allow_pickle=allow_pickle)
     try:
         prompts = [row["prompt"] for row in rows]
-        responses, lengths, stopped, (prompt_ids, response_ids) = _generate(model, tokenizer, prompts, args)
-        kls = [None] * len(rows)
-        if args.kl_reference:
-            reference, _ = load_model(args.kl_reference, args.dtype)
-            kls = kl_to_reference(model, reference, tokenizer.pad_token_id, prompt_ids, response_ids, args.batch_size)
-            del reference
+        reference = load_model(args.kl_reference, args.dtype)[0] if args.kl_reference else None
+        responses, lengths, stopped, kls = _generate(model, tokenizer, prompts, args, reference)
+        del reference
     finally:
         del model
         gc.collect()

@@ -14,7 +14,6 @@ from safety_rlhf.evaluate import (
     evaluate,
     generate,
     has_repeated_ngram,
-    kl_to_reference,
     main,
     summarize,
     wilson_interval,
@@ -299,24 +298,54 @@ def test_answer_length_and_repetition_by_hand():
     assert summarize([{**r, "kl": k} for r, k in zip(rows, [1.0, 2.0, 3.0, 6.0])])["kl_to_reference"] == 3.0
 
 
-def test_kl_to_reference_matches_a_direct_computation(tiny_models, tmp_path):
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_kl_to_reference_matches_a_direct_computation(tiny_models, tmp_path, temperature):
+    """The KL taken from the policy's decoding logits (`output_logits`) and one reference pass over the padded batch
+    equals two full forward passes on each prompt + response alone, summed over the response positions (stop token
+    included); 0 against the policy itself; `_generate` returns it per prompt, in the prompts' order."""
     import torch
+    from transformers import set_seed
+
+    from safety_rlhf.evaluate import _generate, _render, _stop_ids, generation_config, kl_to_reference
 
     model, tokenizer = load_model(str(tiny_models["policy"]))
     other, _ = load_model(str(_adapter(tiny_models["policy"], tmp_path / "adapter")))
-    prompts = [tokenizer("Hello there", add_special_tokens=False)["input_ids"], [5, 6, 7, 8, 9, 10]]
-    responses = [[11, 12, 13], [14, 15]]
-    kls = kl_to_reference(other, model, tokenizer.pad_token_id, prompts, responses, batch_size=2)
-    assert kl_to_reference(model, model, tokenizer.pad_token_id, prompts, responses, 2) == pytest.approx(
-        [0, 0], abs=1e-6
-    )
-    for p, r, kl in zip(prompts, responses, kls):  # one row alone, no padding: sum over the response positions
-        ids = torch.tensor([p + r])
+    # unequal lengths (left padding), shortest first: `_generate` batches in that order, so it samples the same tokens
+    prompts = ["Hi", "Hello there", "How do I kill a Python process that hangs?"]
+    args = EvalArguments(max_new_tokens=7, temperature=temperature, batch_size=3, seed=3, output_dir="unused")
+    encoded = [tokenizer(_render(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+    inputs = tokenizer.pad({"input_ids": encoded}, return_tensors="pt")
+    stop_ids = _stop_ids(other, tokenizer)
+    config = generation_config(args, tokenizer, stop_ids, other.get_output_embeddings().out_features)
+    set_seed(3)
+    out = other.generate(**inputs, generation_config=config, output_logits=True, return_dict_in_generate=True)
+    new = out.sequences[:, inputs["input_ids"].shape[1] :]
+    is_stop = torch.isin(new, torch.tensor(stop_ids))
+    lengths = torch.tensor([int(row.nonzero()[0]) + 1 if row.any() else new.shape[1] for row in is_stop])
+    kls = kl_to_reference(model, inputs, out.sequences, out.logits, lengths)
+    assert kl_to_reference(other, inputs, out.sequences, out.logits, lengths) == pytest.approx([0, 0, 0], abs=1e-5)
+    # a response that stopped early counts only its own positions: shorten one as if its stop token came at step 2
+    short = lengths.clone()
+    short[1] = 2
+    short_kls = kl_to_reference(model, inputs, out.sequences, out.logits, short)
+    assert short_kls[0] == kls[0] and short_kls[1] < kls[1]
+    for prompt_ids, response, n, kl in [
+        *zip(encoded, new, lengths.tolist(), kls),
+        (encoded[1], new[1], 2, short_kls[1]),
+    ]:
+        ids = torch.tensor([prompt_ids + response[:n].tolist()])  # alone: no padding
         with torch.no_grad():
-            logp = other(ids).logits[0, len(p) - 1 : -1].log_softmax(-1)
-            logq = model(ids).logits[0, len(p) - 1 : -1].log_softmax(-1)
+            logp = other(ids).logits[0, len(prompt_ids) - 1 : -1].log_softmax(-1)
+            logq = model(ids).logits[0, len(prompt_ids) - 1 : -1].log_softmax(-1)
         assert kl == pytest.approx(float((logp.exp() * (logp - logq)).sum()), rel=1e-4, abs=1e-6)
         assert kl > 0
+    # `_generate` returns the same KL per prompt, in the prompts' order even when it reorders them into batches
+    _, generated_lengths, _, by_prompt = _generate(other, tokenizer, prompts, args, reference=model)
+    assert generated_lengths == lengths.tolist() and by_prompt == pytest.approx(kls, rel=1e-5, abs=1e-6)
+    if temperature == 0:
+        reverse = _generate(other, tokenizer, prompts[::-1], args, reference=model)[3]
+        assert reverse == pytest.approx(kls[::-1], rel=1e-5, abs=1e-6)
+    assert _generate(other, tokenizer, prompts, args)[3] == [None, None, None]
 
 
 def test_several_samples_per_prompt_count_every_response_and_intervals_count_prompts(tiny_models):
