@@ -198,7 +198,6 @@ def _generate(model, tokenizer, prompts: list[str], args: EvalArguments, referen
     responses, lengths, stopped = [""] * len(prompts), [0] * len(prompts), [False] * len(prompts)
     kls = [None] * len(prompts)
     device = model.device if hasattr(model, "device") else next(model.parameters()).device
-    stop = torch.tensor(stop_ids, device=device)
     # With a reference, `generate` also returns the policy's raw logits at each step: its side of the KL, without a
     # second forward pass over prompt and response.
     extra = {"output_logits": True, "return_dict_in_generate": True} if reference is not None else {}
@@ -208,16 +207,13 @@ def _generate(model, tokenizer, prompts: list[str], args: EvalArguments, referen
         output = model.generate(**inputs, generation_config=config, **extra)
         sequences = output.sequences if extra else output
         new = sequences[:, inputs["input_ids"].shape[1] :]
-        is_stop = torch.isin(new, stop)
+        # the stop token counts in a response's length; without one, generation ran to max_new_tokens
+        _, mask, batch_lengths, has_stop = rollout.truncate_at_stop(new, stop_ids, tokenizer.pad_token_id)
         for row, i in enumerate(batch):
-            hits = is_stop[row].nonzero()
-            end = int(hits[0]) if len(hits) else new.shape[1]  # without a stop, generation ran to max_new_tokens
-            responses[i] = tokenizer.decode(new[row, :end], skip_special_tokens=True).strip()
-            lengths[i] = end + 1 if len(hits) else end
-            stopped[i] = bool(len(hits))
+            lengths[i], stopped[i] = int(batch_lengths[row]), bool(has_stop[row])
+            responses[i] = tokenizer.decode(new[row, : lengths[i] - stopped[i]], skip_special_tokens=True).strip()
         if extra:
-            batch_lengths = torch.tensor([lengths[i] for i in batch], device=device)
-            for i, kl in zip(batch, kl_to_reference(reference, inputs, sequences, output.logits, batch_lengths)):
+            for i, kl in zip(batch, kl_to_reference(reference, inputs, sequences, output.logits, mask)):
                 kls[i] = kl
     return responses, lengths, stopped, kls
 
@@ -231,19 +227,18 @@ def generate(model, tokenizer, prompts: list[str], args: EvalArguments) -> list[
 
 
 @torch.no_grad()
-def kl_to_reference(reference, inputs, sequences, step_logits, lengths) -> list[float]:
+def kl_to_reference(reference, inputs, sequences, step_logits, response_mask) -> list[float]:
     """Per response of one `generate` batch, the summed per-token KL(policy || reference) of the next-token
     distributions (T = 1) at each of its positions, along the policy's own response: exact at each position (the full
     vocabulary), no sampling noise.
 
     inputs: the left-padded prompt batch (`input_ids`, `attention_mask`); sequences: what `generate` returned (prompt
     then response, padded after the stop); step_logits: the policy's raw logits at each generation step
-    (`output_logits`), the distributions it decoded from; lengths: (B,) response lengths, stop token included. The
-    reference runs one forward pass on prompt + response (both models must share the tokenizer). Returns nats.
+    (`output_logits`), the distributions it decoded from; response_mask: (B, R), the response tokens up to and
+    including the stop token (`rollout.truncate_at_stop`). The reference runs one forward pass on prompt + response
+    (both models must share the tokenizer). Returns nats.
     """
     width = len(step_logits)
-    positions = torch.arange(width, device=sequences.device)
-    response_mask = positions[None, :] < lengths[:, None]  # (B, R): the response tokens, stop included
     mask = torch.cat([inputs["attention_mask"], response_mask.to(inputs["attention_mask"].dtype)], dim=1)
     logq = rollout.response_logits(reference, sequences, mask, rollout.position_ids_from(mask), width)
     logq = logq.float().log_softmax(-1)

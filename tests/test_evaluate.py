@@ -307,6 +307,7 @@ def test_kl_to_reference_matches_a_direct_computation(tiny_models, tmp_path, tem
     from transformers import set_seed
 
     from safety_rlhf.evaluate import _generate, _render, _stop_ids, generation_config, kl_to_reference
+    from safety_rlhf.rollout import truncate_at_stop
 
     model, tokenizer = load_model(str(tiny_models["policy"]))
     other, _ = load_model(str(_adapter(tiny_models["policy"], tmp_path / "adapter")))
@@ -320,13 +321,12 @@ def test_kl_to_reference_matches_a_direct_computation(tiny_models, tmp_path, tem
     set_seed(3)
     out = other.generate(**inputs, generation_config=config, output_logits=True, return_dict_in_generate=True)
     new = out.sequences[:, inputs["input_ids"].shape[1] :]
-    is_stop = torch.isin(new, torch.tensor(stop_ids))
-    lengths = torch.tensor([int(row.nonzero()[0]) + 1 if row.any() else new.shape[1] for row in is_stop])
-    kls = kl_to_reference(model, inputs, out.sequences, out.logits, lengths)
-    assert kl_to_reference(other, inputs, out.sequences, out.logits, lengths) == pytest.approx([0, 0, 0], abs=1e-5)
+    _, mask, lengths, _ = truncate_at_stop(new, stop_ids, tokenizer.pad_token_id)
+    kls = kl_to_reference(model, inputs, out.sequences, out.logits, mask)
+    assert kl_to_reference(other, inputs, out.sequences, out.logits, mask) == pytest.approx([0, 0, 0], abs=1e-5)
     # a response that stopped early counts only its own positions: shorten one as if its stop token came at step 2
-    short = lengths.clone()
-    short[1] = 2
+    short = mask.clone()
+    short[1, 2:] = False
     short_kls = kl_to_reference(model, inputs, out.sequences, out.logits, short)
     assert short_kls[0] == kls[0] and short_kls[1] < kls[1]
     for prompt_ids, response, n, kl in [
