@@ -1,4 +1,4 @@
-"""Bad input, end to end: every row of the README's "Bad input" table through the CLI, in-process.
+"""Bad input, end to end: every row of the table in docs/bad-input.md through the CLI, in-process.
 
 Each case must end with exit status 2 and ONE stderr line `safety-rlhf <verb>: error: ...` naming the value, no
 traceback, and the previous run's files in `output_dir` byte for byte as they were (hashed before and after).

@@ -33,7 +33,8 @@ def test_accelerate_configs_named_anywhere_exist():
     configs = {p.name for p in (ROOT / "recipes" / "accelerate_configs").glob("*.yaml")}
     assert {"single_gpu.yaml", "multi_gpu.yaml", "deepspeed_zero2.yaml", "deepspeed_zero3.yaml",
             "multi_node_zero3.yaml"} <= configs  # fmt: skip
-    files = [ROOT / "README.md", ROOT / "Makefile", *(p for p in ROOT.glob("recipes/**/*") if p.is_file())]
+    files = [ROOT / "README.md", ROOT / "Makefile", *(ROOT / "docs").glob("*.md")]
+    files += [p for p in ROOT.glob("recipes/**/*") if p.is_file()]
     texts = [p.read_text() for p in files]
     named = {m for text in texts for m in re.findall(r"accelerate_configs/([\w.-]+\.yaml)", text)}
     assert named and named <= configs, named - configs
