@@ -46,7 +46,7 @@ demo:
 demo-smollm2: demo
 
 # The same with PPO-Lagrangian (a cost model and a Lagrange multiplier) for 120 updates instead of PPO for 24: the
-# demo that comes closest to the safety targets (README, "Measured"): 52 min on 2 cores.
+# demo that comes closest to the safety targets (docs/results.md): 52 min on 2 cores.
 demo-lag:
 	$(BIN)/safety-rlhf demo --model smollm2 --algorithm ppo_lag --ppo_max_steps 120 --output_dir runs/demo-lag $(ARGS)
 

@@ -310,7 +310,7 @@ def add_hard_negatives(pairs: Dataset, seed: int) -> Dataset:
     The off-topic answers are the chosen responses of benign pairs; for a harmful prompt that teaches "a refusal beats
     anything that is not one", for a benign prompt "the answer must fit the question" and "an incomplete answer still
     beats a refusal". On benign prompts the order is then: answer > garbled answer or noise > refusal, empty.
-    Each was added after PPO found the gap in a measured run (see the README's Measured section).
+    Each was added after PPO found the gap in a measured run (see docs/results.md and docs/EXPERIMENTS.md).
     """
     rng = random.Random(seed)
     rows = pairs.to_list()

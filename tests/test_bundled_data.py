@@ -217,7 +217,7 @@ def test_warmstart_refuses_half_the_harmful_categories_and_nothing_else(prompts)
 
 
 def test_smollm2_train_more_is_the_train_split_plus_new_prompts_and_nothing_evaluated(prompts, heldout):
-    """recipes/smollm2-135m-instruct/train_more.jsonl (docs/EXPERIMENTS.md, session 14): the bundled train prompts
+    """recipes/smollm2-135m-instruct/train_more.jsonl (docs/EXPERIMENTS.md, 2026-12-01): the bundled train prompts
     plus 160 harmful and 160 benign ones written otherwise; none of them an eval or held-out prompt."""
     more = [json.loads(line) for line in (ROOT / "recipes" / "smollm2-135m-instruct" / "train_more.jsonl").open()]
     assert all(set(r) == PROMPT_KEYS and r["split"] == "train" for r in more)
