@@ -127,11 +127,35 @@ def unknown_key_error(types, argv: list[str]) -> str | None:
     return None
 
 
+def check_writable(path: str | os.PathLike, what: str = "output_dir", folder: bool = True) -> Path:
+    """Refuse, before anything loads, an output path the run could not create or write: a file where a folder is
+    needed (`path` itself when `folder`, or any folder above it), or a first existing folder on a read-only file
+    system (`os.statvfs`'s `ST_RDONLY`, which binds root too) or, for other users, one without write permission.
+    Nothing is created here."""
+    out = Path(path).expanduser()
+    if out.is_dir() and not folder:
+        raise SafetyRLHFError(f"{what} {out} is a folder; pass a file path")
+    if out.exists() and not out.is_dir() and folder:
+        raise SafetyRLHFError(f"{what} {out} is a file; choose a folder")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists() or p == Path(p.anchor))
+    if existing != out and not existing.is_dir():
+        raise SafetyRLHFError(f"{what} {out} is under the file {existing}, not a folder; choose another {what}")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise SafetyRLHFError(
+            f"{what} {out} cannot be written ({existing} is on a read-only file system); choose a writable folder"
+        )
+    if not os.access(existing, os.W_OK):
+        raise SafetyRLHFError(
+            f"{what} {out} cannot be written ({existing} is not writable by this user); choose a writable folder"
+        )
+    return out
+
+
 def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: bool = False) -> Path:
-    """Refuse to write into a folder that holds a previous run unless asked to; nothing is written here."""
+    """Refuse to write into a folder that holds a previous run unless asked to, or one that cannot be written
+    (`check_writable`); nothing is written here."""
     out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise SafetyRLHFError(f"output_dir {out} is a file; choose a folder")
+    check_writable(out)
     if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
         raise SafetyRLHFError(
             f"output_dir {out} already holds a previous run; pass --overwrite_output_dir true, "

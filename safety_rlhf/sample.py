@@ -27,11 +27,11 @@ does (its compliances are content-free placeholders). Measurements made with it:
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from reward.refusal import classify_refusal
 
 from . import SafetyRLHFError, data
+from .config import check_writable
 from .evaluate import EvalArguments, _generate  # the eval verb's generation, with the stop flags
 from .models import load_model
 
@@ -99,8 +99,8 @@ def load_split_prompts(split: str, max_prompts: int | None = None) -> list[dict]
 
 def main(args: SampleArguments) -> list[dict]:
     """Generate, classify and write every row; returns the rows."""
+    output = check_writable(args.output, "output", folder=False)
     model, tokenizer = load_model(args.model_name_or_path, args.dtype)
-    output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for split in args.splits.split(","):

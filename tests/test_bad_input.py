@@ -10,6 +10,7 @@ Two rows of the table are trainer-level (a reward callable is no CLI input) and 
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -312,6 +313,59 @@ def test_output_dir_that_is_a_file(tiny_models, tmp_path, capsys):
     file = tmp_path / "file"
     file.write_text("x")
     fails(capsys, "sft", *sft(tiny_models, file), names="is a file")
+
+
+def writing_verbs(tiny_models, out: Path) -> dict[str, list]:
+    """The arguments of every verb that writes, with `out` as its output path (sample: its output file)."""
+    policy, classifier = tiny_models["policy"], tiny_models["classifier"]
+    return {
+        "tiny": ["--output_dir", out],
+        "import-gguf": ["--output_dir", out],
+        "sample": ["--model_name_or_path", policy, "--output", out / "responses.jsonl"],
+        "sft": sft(tiny_models, out),
+        "reward": ["--config", ROOT / "recipes" / "tiny" / "reward.yaml", "--output_dir", out],
+        "ppo": ppo(tiny_models, out),
+        "grpo": ["--config", ROOT / "recipes" / "tiny" / "grpo.yaml", "--model_name_or_path", policy,
+                 "--reward_model_path", classifier, "--output_dir", out],
+        "eval": ["--model_name_or_path", policy, "--output_dir", out],
+        "demo": ["--model", "tiny", "--output_dir", out],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("verb", ["tiny", "import-gguf", "sample", "sft", "reward", "ppo", "grpo", "eval", "demo"])
+def test_output_dir_under_a_file(tiny_models, tmp_path, capsys, verb):
+    file = tmp_path / "file"
+    file.write_text("x")
+    argv = writing_verbs(tiny_models, file / "run")[verb]
+    fails(capsys, verb, *argv, names=f"is under the file {file}, not a folder; choose another")
+    assert file.read_text() == "x"
+
+
+@pytest.mark.parametrize("verb", ["tiny", "sample", "sft", "ppo", "eval"])
+def test_output_dir_on_a_read_only_file_system(tiny_models, tmp_path, capsys, monkeypatch, verb):
+    """Root writes through permission bits, so the check reads the mount's read-only flag (`os.statvfs`); this one
+    reports `tmp_path` as on a read-only mount."""
+    real = os.statvfs
+
+    def statvfs(path):
+        result = real(path)
+        if Path(path) == tmp_path:
+            return os.statvfs_result((*result[:8], result.f_flag | os.ST_RDONLY, *result[9:]))
+        return result
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    argv = writing_verbs(tiny_models, tmp_path / "new" / "run")[verb]
+    fails(capsys, verb, *argv, names=f"cannot be written ({tmp_path} is on a read-only file system)")
+    assert not (tmp_path / "new").exists()
+
+
+READ_ONLY_MOUNTS = [p for p in ("/proc/sys", "/sys") if Path(p).is_dir() and os.statvfs(p).f_flag & os.ST_RDONLY]
+
+
+@pytest.mark.skipif(not READ_ONLY_MOUNTS, reason="no read-only mount (/proc/sys, /sys) on this machine")
+def test_output_dir_on_a_real_read_only_mount(capsys):
+    out = Path(READ_ONLY_MOUNTS[0]) / "safety-rlhf-run"
+    fails(capsys, "tiny", "--output_dir", out, names="is on a read-only file system; choose a writable folder")
 
 
 @pytest.fixture(scope="module")
