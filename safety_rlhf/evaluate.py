@@ -36,7 +36,7 @@ import torch
 
 from . import SafetyRLHFError, rollout
 from .config import ScriptArguments, check_fields, check_output_dir, save_config
-from .models import DTYPES, load_eval_tokenizer, load_model, local_model_path
+from .models import DTYPES, check_fits, load_eval_tokenizer, load_model, local_model_path
 from .report import (
     EVAL_FILE,
     METRICS_FILE,
@@ -590,6 +590,13 @@ def main(script_args: ScriptArguments, eval_args: EvalArguments) -> dict:
     kept, dropped = data.tokenize_prompts(prompts, tokenizer, script_args.max_prompt_length)
     if dropped:
         print(f"dropped {dropped} prompts longer than max_prompt_length={script_args.max_prompt_length} tokens")
+    for what, path in (
+        ("baseline model", eval_args.baseline_model_name_or_path),
+        ("model", eval_args.model_name_or_path),
+        ("KL reference", eval_args.kl_reference),
+    ):
+        if path:
+            check_fits(path, "max_new_tokens", eval_args.max_new_tokens, kept["input_ids"], what)
     kept = kept.select_columns(["prompt", "label", "category"])
 
     reward = None

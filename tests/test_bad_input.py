@@ -294,6 +294,39 @@ def test_value_model_with_another_tokenizer_of_the_same_size(tiny_models, tmp_pa
           names="uses another tokenizer than the policy (2 of its", out=prev)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("verb", "option", "value", "names"),
+    [
+        ("ppo", "--response_length", 100000, "response_length=100000 + the longest prompt ("),
+        ("grpo", "--max_completion_length", 5000, "max_completion_length=5000 + the longest prompt ("),
+        ("sft", "--max_length", 4096, "max_length=4096 exceeds the policy's max_position_embeddings=1024"),
+        ("eval", "--max_new_tokens", 2000, "max_new_tokens=2000 + the longest prompt ("),
+        ("sample", "--max_new_tokens", 2000, "max_new_tokens=2000 exceeds the policy's max_position_embeddings=1024"),
+    ],
+)
+def test_lengths_past_the_model(tiny_models, prev, capsys, monkeypatch, verb, option, value, names):
+    """The tiny policy's config says max_position_embeddings=1024; the check reads only that, before any weights."""
+    import transformers
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights loaded before the length check")
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "from_pretrained", no_weights)
+    argv = writing_verbs(tiny_models, prev)[verb] + ["--overwrite_output_dir", "true"] * (verb in ("grpo", "eval"))
+    if verb == "sample":
+        argv = ["--model_name_or_path", tiny_models["policy"], "--output", prev / "responses.jsonl"]
+    err = fails(capsys, verb, *argv, option, value, names=names, out=prev)
+    assert "max_position_embeddings=1024" in err and " to at most " in err
+
+
+def test_length_that_fits_only_with_shorter_prompts(tiny_models, prev, capsys):
+    err = fails(capsys, "ppo", *ppo(tiny_models, prev, "--response_length", "1020"), out=prev,
+                names="response_length=1020 + the longest prompt (")  # fmt: skip
+    longest = int(err.split("the longest prompt (")[1].split(" tokens")[0])
+    assert err.endswith(f"lower response_length to at most {1024 - longest}, or max_prompt_length to at most 4 "
+                        "(longer prompts are dropped)")  # fmt: skip
+
+
 def test_gguf_that_is_not_one(tmp_path, capsys):
     text = tmp_path / "model.gguf"
     text.write_text("hello, I am a text file\n")
