@@ -26,8 +26,11 @@ ADAPTER_CONFIG = "adapter_config.json"
 PICKLE_WEIGHTS = ("pytorch_model", "adapter_model.bin", "tf_model", "flax_model")
 
 
-def local_model_path(name: str, what: str = "model") -> Path | None:
-    """The folder `name` names if it is one, None for a Hub id; a path that should exist but does not fails.
+def local_model_path(
+    name: str, option: str = "model_name_or_path", fix: str = "check the path, or train or build the model first"
+) -> Path | None:
+    """The folder `name` names if it is one, None for a Hub id; a file, or a path that should exist but does not,
+    fails naming the argument `option` it came from (and `fix` for a missing path).
 
     Hub ids are `name` or `org/name` and may contain dots (`Qwen/Qwen2.5-0.5B-Instruct`); anything else that does
     not exist here is a mistyped path.
@@ -35,12 +38,10 @@ def local_model_path(name: str, what: str = "model") -> Path | None:
     local = Path(name).expanduser()
     if local.exists():
         if not local.is_dir():
-            raise SafetyRLHFError(f"{what} path {name!r} is a file; pass a model folder or a Hub id")
+            raise SafetyRLHFError(f"{option} {name!r} is a file; pass a model folder or a Hub id")
         return local
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
-        raise SafetyRLHFError(
-            f"{what} path {name!r} does not exist; check the path, or train or build the model first"
-        )
+        raise SafetyRLHFError(f"{option} {name!r} does not exist; {fix}")
     return None
 
 
@@ -126,20 +127,27 @@ def weights_kwargs(allow_pickle: bool) -> dict:
     return {"use_safetensors": None if allow_pickle else True}
 
 
-def _load(loader, name: str, what: str, allow_pickle: bool | None = None, **kwargs):
-    """`loader(name, **kwargs)` with one-line errors; `allow_pickle` None loads no weights (tokenizers)."""
+def damaged_weights(what: str, name: str, err: Exception) -> SafetyRLHFError:
+    return SafetyRLHFError(
+        f"{what} {name!r} has a truncated or damaged safetensors file ({err}); copy or save the model again"
+    )
+
+
+def _load(
+    loader, name: str, what: str, allow_pickle: bool | None = None, option: str = "model_name_or_path", **kwargs
+):
+    """`loader(name, **kwargs)` with one-line errors naming `what` and the argument `option` that named it;
+    `allow_pickle` None loads no weights (tokenizers)."""
     if not name:
-        raise SafetyRLHFError(f"no {what} given; set model_name_or_path to a local folder or a Hub id")
-    local = local_model_path(name, what)
+        raise SafetyRLHFError(f"no {what} given; set {option} to a local folder or a Hub id")
+    local = local_model_path(name, option)
     check_model_folder(local, what, kwargs.get("trust_remote_code", False), allow_pickle is not False)
     if allow_pickle is not None:
         kwargs.update(weights_kwargs(allow_pickle))
     try:
         return loader(str(local) if local else name, **kwargs)
     except SafetensorError as err:
-        raise SafetyRLHFError(
-            f"{what} {name!r} has a truncated or damaged safetensors file ({err}); copy or save the model again"
-        ) from err
+        raise damaged_weights(what, name, err) from err
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = ""
@@ -341,7 +349,7 @@ def lora_on_top_layers(peft_config, model, trainable_layers: int):
 def check_same_tokenizer(path: str, tokenizer: PreTrainedTokenizerBase) -> None:
     """Refuse a value model whose folder holds a tokenizer that maps tokens to other ids than the policy's: the critic
     reads the policy's token ids, and a vocabulary of the same size would hide the mismatch."""
-    local = local_model_path(path, "value model")
+    local = local_model_path(path, "value_model_path")
     if local is None or not any((local / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
         return
     try:
@@ -377,6 +385,7 @@ def load_value_model(
         path,
         "value model",
         allow_pickle,
+        option="value_model_path",
         dtype=torch_dtype(model_args),
         quantization_config=quantization_config,
         device_map=device_map,
@@ -462,7 +471,9 @@ def load_model(path: str, dtype: str = "float32", device: str | None = None, all
             model = AutoModelForCausalLM.from_pretrained(
                 str(local) if local else path, dtype=dtype_, **weights_kwargs(allow_pickle)
             )
-    except (OSError, ValueError, SafetensorError) as err:
+    except SafetensorError as err:
+        raise damaged_weights("PEFT adapter" if is_adapter else "model", path, err) from err
+    except (OSError, ValueError) as err:
         raise _load_error("PEFT adapter" if is_adapter else "model", path, err) from err
     if tokenizer.needs_resize or model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))

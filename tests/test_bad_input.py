@@ -258,6 +258,28 @@ def test_truncated_safetensors(tiny_models, tmp_path, prev, capsys):
           names="has a truncated or damaged safetensors file", out=prev)  # fmt: skip
 
 
+def test_eval_names_a_truncated_safetensors_as_sft_and_ppo_do(tiny_models, tmp_path, prev, capsys):
+    model = copy_model(tiny_models["policy"], tmp_path / "model")
+    (model / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes()[:2000])
+    err = fails(capsys, "eval", "--model_name_or_path", model, "--output_dir", prev, "--overwrite_output_dir", "true",
+                "--max_samples", "4", names=f"model '{model}' has a truncated or damaged safetensors file", out=prev)  # fmt: skip
+    assert err.endswith("; copy or save the model again") and "existing folder" not in err
+
+
+@pytest.mark.parametrize(
+    ("verb", "option"),
+    [("sft", "--model_name_or_path"), ("ppo", "--model_name_or_path"), ("ppo", "--reward_model_path"),
+     ("ppo", "--value_model_path"), ("eval", "--baseline_model_name_or_path"), ("eval", "--reward_model_path")],
+)  # fmt: skip
+def test_model_path_that_is_a_file_names_the_argument(tiny_models, tmp_path, prev, capsys, verb, option):
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(b"weights")
+    argv = writing_verbs(tiny_models, prev)[verb] + ["--overwrite_output_dir", "true", "--max_samples", "4"]
+    err = fails(capsys, verb, *argv, option, file, out=prev,
+                names=f"{option[2:]} '{file}' is a file; pass a model folder or a Hub id")  # fmt: skip
+    assert "PEFT" not in err and "tokenizer" not in err
+
+
 def test_pickle_weights_need_the_flag(tiny_models, tmp_path, prev, capsys):
     model = copy_model(tiny_models["policy"], tmp_path / "model")
     torch.save(load_file(model / "model.safetensors"), model / "pytorch_model.bin")
