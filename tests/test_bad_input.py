@@ -203,6 +203,21 @@ def test_yaml_syntax_error(tmp_path, prev, capsys):
     fails(capsys, "ppo", "--config", recipe, names=f"{recipe} is not valid YAML", out=prev)
 
 
+def test_yaml_values_of_the_wrong_type_all_in_one_line(tmp_path, prev, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"output_dir: {prev}\nlearning_rate: 1e-5x\nnum_ppo_epochs: two\nbf16: maybe\n"
+                      "dtype: float64\nmax_samples: null\nkl_coef: 0.1\n")  # fmt: skip
+    err = fails(capsys, "ppo", "--config", recipe, "--kl_coef", "x", "--lr_scheduler_type", "cosin", "--bf16", "false",
+                names=f"{recipe}: learning_rate='1e-5x' is not a float, num_ppo_epochs='two' is not an int, ",
+                out=prev)  # fmt: skip
+    assert err.endswith(
+        "dtype='float64' is not one of auto/bfloat16/float16/float32; command line: kl_coef='x' is not a float, "
+        "lr_scheduler_type='cosin' is not a valid choice (did you mean 'cosine'?); fix the values"
+    )
+    assert "bf16" not in err  # overridden on the command line by a good value
+    assert "usage:" not in err
+
+
 def test_missing_recipe_file(tmp_path, capsys):
     fails(capsys, "ppo", "--config", tmp_path / "nope.yaml", names="nope.yaml")
 
