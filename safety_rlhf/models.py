@@ -177,6 +177,12 @@ def load_tokenizer(model_args: ModelConfig, trust_remote_code: bool = False) -> 
     return prepare_tokenizer(tokenizer, model_args.model_name_or_path)
 
 
+def template_text(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The chat template's text (all of a named set's templates), "" for none."""
+    template = tokenizer.chat_template or ""
+    return " ".join(template.values()) if isinstance(template, dict) else template
+
+
 def unused_special_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
     """A special token of the vocabulary that can serve as PAD without a new embedding row, or None.
 
@@ -192,8 +198,7 @@ def unused_special_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
     scored, trained token, and the attention masks follow the response mask.
     """
     roles = {getattr(tokenizer, f"{role}_token", None) for role in ("bos", "eos", "unk", "sep", "cls", "mask")}
-    template = tokenizer.chat_template or ""
-    template = " ".join(template.values()) if isinstance(template, dict) else template
+    template = template_text(tokenizer)
     candidates = [
         token.content
         for _, token in sorted(tokenizer.added_tokens_decoder.items())
@@ -220,7 +225,7 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrain
             tokenizer.add_special_tokens({"pad_token": ADDED_PAD_TOKEN})
             tokenizer.needs_resize = True
     tokenizer.padding_side = "left"
-    if not tokenizer.chat_template:
+    if not template_text(tokenizer).strip():  # an empty or blank template (a chat_template.jinja of spaces) is none
         raise SafetyRLHFError(
             f"tokenizer of {name!r} has no chat template; use an instruct/chat model, "
             "or add one with `tokenizer.chat_template = ...` and save it next to the model"

@@ -239,12 +239,24 @@ def test_missing_recipe_file(tmp_path, capsys):
         (b'{"prompt": "hi", "label": "toxic"}\n', "line 1: unknown label 'toxic'"),
         (b'{"text": "hi"}\n', "line 1: missing column(s) prompt, label"),
         (b"", "prompts.jsonl: no usable rows"),
+        (b'{"prompt": "hi", "label": "benign"}\n{"prompt": "hi", "label": "benign"}\n',
+         "prompts.jsonl line 2: duplicate of "),
+        (b'{"prompt": "hi", "label": "benign"}\n{"prompt": " hi", "label": "harmful"}\n',
+         "prompts.jsonl line 2: 'hi' is labelled 'harmful' here but 'benign' on "),
     ],
 )  # fmt: skip
 def test_bad_prompt_file(tiny_models, tmp_path, prev, capsys, content, names):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_bytes(content)
     fails(capsys, "ppo", *ppo(tiny_models, prev, "--dataset_name", prompts), names=names, out=prev)
+
+
+def test_dataset_path_that_is_an_empty_folder(tiny_models, tmp_path, prev, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    err = fails(capsys, "ppo", *ppo(tiny_models, prev, "--dataset_name", folder), out=prev,
+                names=f"dataset_name '{folder}' is a folder that datasets cannot load (")  # fmt: skip
+    assert "Hub dataset" not in err.split(";")[0] and "hf auth login" not in err
 
 
 def test_no_prompt_fits_max_prompt_length(tiny_models, prev, capsys):
@@ -309,6 +321,26 @@ def test_remote_code_needs_the_flag(tiny_models, tmp_path, prev, capsys):
     (model / "config.json").write_text(json.dumps(config))
     err = fails(capsys, "ppo", *ppo(tiny_models, prev, policy=model), names="--trust_remote_code true", out=prev)
     assert "modeling_custom.CustomForCausalLM" in err
+
+
+@pytest.mark.parametrize("template", ["", "  \n"])
+def test_empty_chat_template_is_no_chat_template(tiny_models, tmp_path, prev, capsys, template):
+    model = copy_model(tiny_models["policy"], tmp_path / "model")
+    (model / "chat_template.jinja").write_text(template)
+    fails(capsys, "ppo", *ppo(tiny_models, prev, policy=model), out=prev,
+          names=f"tokenizer of '{model}' has no chat template; use an instruct/chat model")  # fmt: skip
+
+
+def test_push_of_a_run_whose_adapter_is_missing(tiny_models, tmp_path, capsys, monkeypatch):
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("the Hub was called"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("training_args: {}\n")
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_models["policy"])}))
+    fails(capsys, "push", "--run_dir", run, "--hub_model_id", "me/tiny-safety", out=run,
+          names=f"run_dir {run} has adapter_config.json but no adapter_model.safetensors")  # fmt: skip
 
 
 def test_reward_model_that_is_a_causal_lm(tiny_models, prev, capsys):
