@@ -79,65 +79,15 @@ def check_model_folder(folder: Path | None, what: str, trust_remote_code: bool, 
         )
 
 
-# Config keys that name the longest sequence a model's positions cover, as the configs of transformers spell it.
-POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
-
-
-def position_limit(name: str, trust_remote_code: bool = False) -> tuple[str, int] | None:
-    """`(key, tokens)`: the longest sequence the model `name` takes, read from its config alone (`AutoConfig`; for a
-    PEFT adapter its base's), before any weights load; None where the config names no limit or cannot be read here
-    (loading the model then fails, or not, on its own)."""
-    from transformers import AutoConfig
-
-    try:
-        local = local_model_path(name)
-        source = adapter_base_model(local) or (str(local) if local else name)
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code).get_text_config()
-    except Exception:  # noqa: BLE001 - a config that cannot be read fails where the model loads, with its own error
-        return None
-    for key in POSITION_KEYS:
-        value = getattr(config, key, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return config.attribute_map.get(key, key), value  # the name the config file uses (GPT-2: n_positions)
-    return None
-
-
-def check_fits(
-    name: str, option: str, length: int, prompt_ids=(), what: str = "policy", trust_remote_code: bool = False
-) -> None:
-    """Refuse `option=length` new tokens (plus the longest of the tokenized prompts `prompt_ids`) above the position
-    limit of the model `name` (`position_limit`), naming the value, the limit and the fix; run before weights load."""
-    limit = position_limit(name, trust_remote_code)
-    longest = max(map(len, prompt_ids), default=0)
-    if limit is None or length + longest <= limit[1]:
-        return
-    key, most = limit
-    fixes = [f"lower {option} to at most {most - longest}"] if most > longest else []
-    if longest and most > length:
-        fixes.append(f"max_prompt_length to at most {most - length} (longer prompts are dropped)")
-    prompt = f" + the longest prompt ({longest} tokens)" if longest else ""
-    raise SafetyRLHFError(
-        f"{option}={length}{prompt} exceeds the {what}'s {key}={most} ({name}); "
-        f"{', or '.join(fixes) or 'use a model with more positions'}"
-    )
-
-
 def weights_kwargs(allow_pickle: bool) -> dict:
     """`from_pretrained` keywords: safetensors only, unless pickle weights are allowed (then safetensors first)."""
     return {"use_safetensors": None if allow_pickle else True}
 
 
-def damaged_weights(what: str, name: str, err: Exception) -> SafetyRLHFError:
-    return SafetyRLHFError(
-        f"{what} {name!r} has a truncated or damaged safetensors file ({err}); copy or save the model again"
-    )
-
-
 def _load(
     loader, name: str, what: str, allow_pickle: bool | None = None, option: str = "model_name_or_path", **kwargs
 ):
-    """`loader(name, **kwargs)` with one-line errors naming `what` and the argument `option` that named it;
-    `allow_pickle` None loads no weights (tokenizers)."""
+    """`loader(name, **kwargs)`, errors naming `what` and its argument `option`; `allow_pickle` None: no weights."""
     if not name:
         raise SafetyRLHFError(f"no {what} given; set {option} to a local folder or a Hub id")
     local = local_model_path(name, option)
@@ -175,12 +125,6 @@ def load_tokenizer(model_args: ModelConfig, trust_remote_code: bool = False) -> 
         trust_remote_code=trust_remote_code,
     )
     return prepare_tokenizer(tokenizer, model_args.model_name_or_path)
-
-
-def template_text(tokenizer: PreTrainedTokenizerBase) -> str:
-    """The chat template's text (all of a named set's templates), "" for none."""
-    template = tokenizer.chat_template or ""
-    return " ".join(template.values()) if isinstance(template, dict) else template
 
 
 def unused_special_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
@@ -231,6 +175,61 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrain
             "or add one with `tokenizer.chat_template = ...` and save it next to the model"
         )
     return tokenizer
+
+
+def template_text(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The chat template's text (all of a named set's templates), "" for none."""
+    template = tokenizer.chat_template or ""
+    return " ".join(template.values()) if isinstance(template, dict) else template
+
+
+def damaged_weights(what: str, name: str, err: Exception) -> SafetyRLHFError:
+    return SafetyRLHFError(
+        f"{what} {name!r} has a truncated or damaged safetensors file ({err}); copy or save the model again"
+    )
+
+
+# Config keys that name the longest sequence a model's positions cover, as the configs of transformers spell it.
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def position_limit(name: str, trust_remote_code: bool = False) -> tuple[str, int] | None:
+    """`(key, tokens)`: the longest sequence the model `name` takes, read from its config alone (`AutoConfig`; for a
+    PEFT adapter its base's), before any weights load; None where the config names no limit or cannot be read here
+    (loading the model then fails, or not, on its own)."""
+    from transformers import AutoConfig
+
+    try:
+        local = local_model_path(name)
+        source = adapter_base_model(local) or (str(local) if local else name)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code).get_text_config()
+    except Exception:  # noqa: BLE001 - a config that cannot be read fails where the model loads, with its own error
+        return None
+    for key in POSITION_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return config.attribute_map.get(key, key), value  # the name the config file uses (GPT-2: n_positions)
+    return None
+
+
+def check_fits(
+    name: str, option: str, length: int, prompt_ids=(), what: str = "policy", trust_remote_code: bool = False
+) -> None:
+    """Refuse `option=length` new tokens (plus the longest of the tokenized prompts `prompt_ids`) above the position
+    limit of the model `name` (`position_limit`), naming the value, the limit and the fix; run before weights load."""
+    limit = position_limit(name, trust_remote_code)
+    longest = max(map(len, prompt_ids), default=0)
+    if limit is None or length + longest <= limit[1]:
+        return
+    key, most = limit
+    fixes = [f"lower {option} to at most {most - longest}"] if most > longest else []
+    if longest and most > length:
+        fixes.append(f"max_prompt_length to at most {most - length} (longer prompts are dropped)")
+    prompt = f" + the longest prompt ({longest} tokens)" if longest else ""
+    raise SafetyRLHFError(
+        f"{option}={length}{prompt} exceeds the {what}'s {key}={most} ({name}); "
+        f"{', or '.join(fixes) or 'use a model with more positions'}"
+    )
 
 
 def keep_4bit_layers_trainable(model) -> None:
