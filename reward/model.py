@@ -33,7 +33,7 @@ from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from safety_rlhf import SafetyRLHFError
-from safety_rlhf.models import check_model_folder, weights_kwargs
+from safety_rlhf.models import check_model_folder, local_model_path, weights_kwargs
 
 SIDECAR_FILE = "safety_reward.json"
 _NO_HEAD_FIX = (
@@ -167,16 +167,14 @@ class SafetyRewardModel:
                 `device_map`, `attn_implementation`, ...).
         """
         path = str(path_or_hub_id)
-        local = Path(path).expanduser()
-        if local.exists():
+        local = local_model_path(path, f"{cls.objective}_model_path", f"check the path; {_NO_HEAD_FIX}")
+        if local is not None:
             if not (local / "config.json").is_file():
                 raise SafetyRLHFError(
                     f"reward model folder {path} has no config.json (a PEFT adapter folder must be merged first: "
                     f"peft's merge_and_unload, then save_pretrained); {_NO_HEAD_FIX}"
                 )
             check_model_folder(local, "reward model", trust_remote_code, allow_pickle)
-        elif path.startswith((".", "/", "~")) or path.count("/") > 1:
-            raise SafetyRLHFError(f"reward model path {path} does not exist; {_NO_HEAD_FIX}")
         try:
             config = AutoConfig.from_pretrained(
                 path, trust_remote_code=trust_remote_code, revision=model_kwargs.get("revision")
@@ -193,7 +191,7 @@ class SafetyRewardModel:
                 f"{path} has num_labels={config.num_labels}; a reward model outputs one scalar: retrain it with "
                 "`safety-rlhf reward` (which sets num_labels=1) or pass a model with num_labels=1"
             )
-        sidecar = _read_sidecar(local if local.exists() else None)
+        sidecar = _read_sidecar(local)
         if sidecar.get("objective", cls.objective) != cls.objective:
             other = "SafetyCostModel" if cls.objective == "reward" else "SafetyRewardModel"
             raise SafetyRLHFError(

@@ -89,7 +89,7 @@ def usage(verbs: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from trl import TrlParser
 
-    from .config import unknown_key_error
+    from .config import bad_value_error, unknown_key_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
     verbs = _verbs()
@@ -112,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         unknown = unknown_key_error(types, argv)
         if unknown:
             raise SafetyRLHFError(unknown)
+        parser = TrlParser(types, prog=f"safety-rlhf {verb}")
+        bad = bad_value_error(parser, types, argv)
+        if bad:
+            raise SafetyRLHFError(bad)
         try:
-            args = TrlParser(types, prog=f"safety-rlhf {verb}").parse_args_and_config(argv)
+            args = parser.parse_args_and_config(argv)
         except (ValueError, FileNotFoundError, TypeError) as err:
             raise SafetyRLHFError(" ".join(str(err).split())) from err
         entry(*args)

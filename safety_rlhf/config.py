@@ -4,12 +4,14 @@ Config flows in one hop: YAML (`--config`) and command-line overrides -> these d
 `TrlParser`, unknown keys fail) -> `main(script_args, train_args, model_args)` of the verb.
 """
 
+import argparse
 import dataclasses
 import difflib
 import json
 import math
 import os
 import shutil
+import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -100,23 +102,46 @@ def check_training_fields(args: TrainingArguments) -> None:
         raise SafetyRLHFError(f"max_steps={args.max_steps} must be at least 1, or -1 for num_train_epochs")
 
 
+def read_recipe(argv: list[str]) -> tuple[str | None, dict]:
+    """The recipe file `--config` names and its mapping (`env` left out); `{}` where there is none or it holds no
+    mapping (the parser reports that). A YAML syntax error fails naming the line and column."""
+    config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    if not config or not Path(config).is_file():
+        return config, {}
+    try:
+        recipe = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "syntax error"
+        raise SafetyRLHFError(f"{config} is not valid YAML ({problem}{where}); fix the file") from None
+    if not isinstance(recipe, dict):
+        return config, {}
+    return config, {key: value for key, value in recipe.items() if key != "env"}
+
+
+def command_line_values(argv: list[str]) -> dict[str, list[str]]:
+    """`--key value ...` and `--key=value` of the command line as key -> the strings that follow it (none for a
+    bare flag); `--config` left out."""
+    values, key = {}, None
+    for item in argv:
+        if item.startswith("--"):
+            key, _, value = item[2:].partition("=")
+            key = key.replace("-", "_")
+            values[key] = [value] if "=" in item else []
+        elif key is not None:
+            values[key].append(item)
+    values.pop("config", None)
+    return values
+
+
 def unknown_key_error(types, argv: list[str]) -> str | None:
     """One line naming the first unknown key of the recipe (`--config`) or the command line, with the nearest known
     one (`difflib`), or None. Run before parsing, so a misspelt key is reported before any value check."""
     known = {f.name for t in types for f in dataclasses.fields(t) if f.init}
-    config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
-    sources = []
-    if config and Path(config).is_file():
-        try:
-            recipe = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(err, "problem", None) or "syntax error"
-            return f"{config} is not valid YAML ({problem}{where}); fix the file"
-        if isinstance(recipe, dict):
-            sources.append((f" in {config}", [key for key in recipe if key != "env"]))
-    options = [item[2:].split("=")[0].replace("-", "_") for item in argv if item.startswith("--")]
+    config, recipe = read_recipe(argv)
+    sources = [(f" in {config}", list(recipe))] if recipe else []
+    options = list(command_line_values(argv))
     sources.append((" on the command line", [key for key in options if key not in ("config", "help")]))
     for where, keys in sources:
         for key in keys:
@@ -127,11 +152,86 @@ def unknown_key_error(types, argv: list[str]) -> str | None:
     return None
 
 
+def _expected(action, hint, value) -> str:
+    """What the field of `action` accepts, in words (`hint`: the field's type), for the rejected `value`."""
+    if action.choices:
+        choices = [str(c) for c in action.choices]
+        if len(choices) <= 6:
+            return f"one of {'/'.join(choices)}"
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        return f"a valid choice ({f'did you mean {close[0]!r}?' if close else '`--help` lists them'})"
+    while typing.get_args(hint):  # int | None -> int, list[str] -> str
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return {int: "an int", float: "a float", bool: "true or false"}.get(
+        hint, f"a valid {getattr(hint, '__name__', '')}"
+    )
+
+
+def bad_value_error(parser, types, argv: list[str]) -> str | None:
+    """One line naming every value of the recipe (`--config`, with the file's name) and of the command line that its
+    field's type does not accept, with the type expected, or None. Each value goes through the parser's own
+    conversion (`action.type`, `choices`), before parsing, which would report only the first one without the file."""
+    actions = {action.dest: action for action in parser._actions}
+    hints = {name: hint for t in types for name, hint in typing.get_type_hints(t).items()}
+    config, recipe = read_recipe(argv)
+    given = command_line_values(argv)
+    sources = [(config, {key: [value] for key, value in recipe.items() if key not in given}), ("command line", given)]
+    parts = []
+    for where, values in sources:
+        bad = []
+        for key, items in values.items():
+            action = actions.get(key)
+            if action is None or action.type is None and not action.choices:
+                continue
+            if action.nargs in ("+", "*") and len(items) == 1 and isinstance(items[0], list):
+                items = items[0]
+            for item in items:
+                if item is None or action.nargs is None and item is not items[0]:
+                    continue
+                try:
+                    value = action.type(str(item)) if action.type else str(item)
+                    if action.choices and value not in action.choices:
+                        raise ValueError
+                except (ValueError, TypeError, argparse.ArgumentTypeError):
+                    bad.append(f"{key}={item!r} is not {_expected(action, hints.get(key), item)}")
+                    break
+        if bad:
+            parts.append(f"{where}: {', '.join(bad)}")
+    if not parts:
+        return None
+    count = sum(part.count(" is not ") for part in parts)
+    return f"{'; '.join(parts)}; fix the value{'s' if count > 1 else ''}"
+
+
+def check_writable(path: str | os.PathLike, what: str = "output_dir", folder: bool = True) -> Path:
+    """Refuse, before anything loads, an output path the run could not create or write: a file where a folder is
+    needed (`path` itself when `folder`, or any folder above it), or a first existing folder on a read-only file
+    system (`os.statvfs`'s `ST_RDONLY`, which binds root too) or, for other users, one without write permission.
+    Nothing is created here."""
+    out = Path(path).expanduser()
+    if out.is_dir() and not folder:
+        raise SafetyRLHFError(f"{what} {out} is a folder; pass a file path")
+    if out.exists() and not out.is_dir() and folder:
+        raise SafetyRLHFError(f"{what} {out} is a file; choose a folder")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists() or p == Path(p.anchor))
+    if existing != out and not existing.is_dir():
+        raise SafetyRLHFError(f"{what} {out} is under the file {existing}, not a folder; choose another {what}")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise SafetyRLHFError(
+            f"{what} {out} cannot be written ({existing} is on a read-only file system); choose a writable folder"
+        )
+    if not os.access(existing, os.W_OK):
+        raise SafetyRLHFError(
+            f"{what} {out} cannot be written ({existing} is not writable by this user); choose a writable folder"
+        )
+    return out
+
+
 def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: bool = False) -> Path:
-    """Refuse to write into a folder that holds a previous run unless asked to; nothing is written here."""
+    """Refuse to write into a folder that holds a previous run unless asked to, or one that cannot be written
+    (`check_writable`); nothing is written here."""
     out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise SafetyRLHFError(f"output_dir {out} is a file; choose a folder")
+    check_writable(out)
     if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
         raise SafetyRLHFError(
             f"output_dir {out} already holds a previous run; pass --overwrite_output_dir true, "

@@ -456,6 +456,11 @@ def _read_hub(source: str, split: str | None, config: str | None, mapping: Mappi
     try:
         loaded = load_dataset(source, split=split, **kwargs)
     except Exception as err:
+        if Path(source).is_dir():
+            raise SafetyRLHFError(
+                f"dataset_name {source!r} is a folder that datasets cannot load ({_first_line(err)}); pass a data "
+                f"file ({', '.join(LOCAL_BUILDERS)}), or a folder holding a saved copy of a Hub dataset"
+            ) from err
         raise SafetyRLHFError(
             f"cannot load Hub dataset {source!r} (split={split!r}, {kwargs}): {_first_line(err)}; check the id, "
             "--dataset_config and split, log in (`hf auth login`) for gated sets, or use a local file "
@@ -516,6 +521,11 @@ def _check_rows(kind: str, rows, lenient: bool) -> tuple[list[dict], Counter]:
         key = _key(kind, row)
         if key in seen:
             index, first = seen[key]
+            if not lenient and row["label"] != kept[index]["label"]:
+                raise SafetyRLHFError(
+                    f"{where}: {_short(key[0] if isinstance(key[0], str) else key[0][1])} is labelled {row['label']!r} here but {kept[index]['label']!r} on "
+                    f"{first}; keep one row with the right label"
+                )
             if not lenient:
                 raise SafetyRLHFError(f"{where}: duplicate of {first}; remove one of them")
             if row["label"] == "harmful" and kept[index]["label"] != "harmful":
@@ -525,6 +535,11 @@ def _check_rows(kind: str, rows, lenient: bool) -> tuple[list[dict], Counter]:
         seen[key] = (len(kept), where)
         kept.append(row)
     return kept, dropped
+
+
+def _short(text: str, width: int = 60) -> str:
+    """`text` quoted for a one-line message, cut at `width` characters."""
+    return repr(text if len(text) <= width else text[: width - 3] + "...")
 
 
 def _text_problem(what: str, text) -> str | None:

@@ -36,7 +36,7 @@ import torch
 
 from . import SafetyRLHFError, rollout
 from .config import ScriptArguments, check_fields, check_output_dir, save_config
-from .models import DTYPES, load_eval_tokenizer, load_model, local_model_path
+from .models import DTYPES, check_fits, load_eval_tokenizer, load_model, local_model_path
 from .report import (
     EVAL_FILE,
     METRICS_FILE,
@@ -570,8 +570,14 @@ def main(script_args: ScriptArguments, eval_args: EvalArguments) -> dict:
         raise SafetyRLHFError("no model given; pass --model_name_or_path (a policy folder or a Hub id)")
     check_output_dir(eval_args.output_dir, script_args.overwrite_output_dir)
     paths = [p for p in (eval_args.baseline_model_name_or_path, eval_args.model_name_or_path) if p]
-    for path in paths + ([eval_args.kl_reference] if eval_args.kl_reference else []):
-        local_model_path(path)
+    models = [  # (argument, role in messages, path)
+        ("baseline_model_name_or_path", "baseline model", eval_args.baseline_model_name_or_path),
+        ("model_name_or_path", "model", eval_args.model_name_or_path),
+        ("kl_reference", "KL reference", eval_args.kl_reference),
+    ]
+    for option, _, path in models:
+        if path:
+            local_model_path(path, option)
 
     metrics_file = eval_args.metrics_file
     if metrics_file is None:
@@ -590,6 +596,9 @@ def main(script_args: ScriptArguments, eval_args: EvalArguments) -> dict:
     kept, dropped = data.tokenize_prompts(prompts, tokenizer, script_args.max_prompt_length)
     if dropped:
         print(f"dropped {dropped} prompts longer than max_prompt_length={script_args.max_prompt_length} tokens")
+    for _, what, path in models:
+        if path:
+            check_fits(path, "max_new_tokens", eval_args.max_new_tokens, kept["input_ids"], what)
     kept = kept.select_columns(["prompt", "label", "category"])
 
     reward = None

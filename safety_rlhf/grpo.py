@@ -23,7 +23,7 @@ from trl import GRPOConfig, get_peft_config
 
 from . import SafetyRLHFError, data, ppo_core
 from .config import ScriptArguments, check_output_dir, save_config
-from .models import load_policy, load_tokenizer, lora_on_top_layers
+from .models import check_fits, load_policy, load_tokenizer, lora_on_top_layers
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -152,7 +152,8 @@ class MetricsFile(TrainerCallback):
 
 def load_train_dataset(script_args: ScriptArguments, tokenizer):
     """Our prompts as TRL's conversational `prompt` column (one user turn); `label` and `category` stay as columns,
-    which TRL passes on to the reward function. Prompts longer than `max_prompt_length` tokens are dropped."""
+    which TRL passes on to the reward function, and `input_ids` (for `check_fits`; drop it before training). Prompts
+    longer than `max_prompt_length` tokens are dropped."""
     prompts = data.load_prompts(
         script_args.dataset_name, split=script_args.dataset_train_split, **data.source_options(script_args)
     )
@@ -161,23 +162,21 @@ def load_train_dataset(script_args: ScriptArguments, tokenizer):
         print(f"dropped {dropped} prompts longer than max_prompt_length={script_args.max_prompt_length} tokens")
     return kept.map(
         lambda row: {"prompt": [{"role": "user", "content": row["prompt"]}]},
-        remove_columns=["text", "input_ids", "split"],
+        remove_columns=["text", "split"],
     )
 
 
 def main(script_args: ScriptArguments, training_args: SafetyGRPOConfig, model_args):
     from trl import GRPOTrainer
 
-    from .ppo import load_reward
+    from .ppo import check_reward_given, load_reward
 
     resume = training_args.resume_from_checkpoint
     if training_args.use_vllm:
         raise SafetyRLHFError("use_vllm is not supported by `safety-rlhf grpo`; generation runs in transformers")
     check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, bool(resume))
     # Everything that can fail on bad input runs before the first byte is written to output_dir.
-    reward_model = load_reward(
-        training_args.reward_model_path, training_args.trust_remote_code, script_args.allow_pickle_weights
-    )
+    check_reward_given(training_args.reward_model_path)
     tokenizer = load_tokenizer(model_args, training_args.trust_remote_code)
     peft_config = get_peft_config(model_args)
     if tokenizer.needs_resize and peft_config is None and training_args.beta:
@@ -187,6 +186,17 @@ def main(script_args: ScriptArguments, training_args: SafetyGRPOConfig, model_ar
             "cannot have; pass --use_peft true, --beta 0, or save the model with a pad_token first"
         )
     train_dataset = load_train_dataset(script_args, tokenizer)
+    check_fits(
+        model_args.model_name_or_path,
+        "max_completion_length",
+        training_args.max_completion_length,
+        train_dataset["input_ids"],
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    train_dataset = train_dataset.remove_columns("input_ids")
+    reward_model = load_reward(
+        training_args.reward_model_path, training_args.trust_remote_code, script_args.allow_pickle_weights
+    )
     model = load_policy(
         model_args,
         tokenizer,

@@ -26,8 +26,11 @@ ADAPTER_CONFIG = "adapter_config.json"
 PICKLE_WEIGHTS = ("pytorch_model", "adapter_model.bin", "tf_model", "flax_model")
 
 
-def local_model_path(name: str, what: str = "model") -> Path | None:
-    """The folder `name` names if it is one, None for a Hub id; a path that should exist but does not fails.
+def local_model_path(
+    name: str, option: str = "model_name_or_path", fix: str = "check the path, or train or build the model first"
+) -> Path | None:
+    """The folder `name` names if it is one, None for a Hub id; a file, or a path that should exist but does not,
+    fails naming the argument `option` it came from (and `fix` for a missing path).
 
     Hub ids are `name` or `org/name` and may contain dots (`Qwen/Qwen2.5-0.5B-Instruct`); anything else that does
     not exist here is a mistyped path.
@@ -35,12 +38,10 @@ def local_model_path(name: str, what: str = "model") -> Path | None:
     local = Path(name).expanduser()
     if local.exists():
         if not local.is_dir():
-            raise SafetyRLHFError(f"{what} path {name!r} is a file; pass a model folder or a Hub id")
+            raise SafetyRLHFError(f"{option} {name!r} is a file; pass a model folder or a Hub id")
         return local
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
-        raise SafetyRLHFError(
-            f"{what} path {name!r} does not exist; check the path, or train or build the model first"
-        )
+        raise SafetyRLHFError(f"{option} {name!r} does not exist; {fix}")
     return None
 
 
@@ -83,20 +84,20 @@ def weights_kwargs(allow_pickle: bool) -> dict:
     return {"use_safetensors": None if allow_pickle else True}
 
 
-def _load(loader, name: str, what: str, allow_pickle: bool | None = None, **kwargs):
-    """`loader(name, **kwargs)` with one-line errors; `allow_pickle` None loads no weights (tokenizers)."""
+def _load(
+    loader, name: str, what: str, allow_pickle: bool | None = None, option: str = "model_name_or_path", **kwargs
+):
+    """`loader(name, **kwargs)`, errors naming `what` and its argument `option`; `allow_pickle` None: no weights."""
     if not name:
-        raise SafetyRLHFError(f"no {what} given; set model_name_or_path to a local folder or a Hub id")
-    local = local_model_path(name, what)
+        raise SafetyRLHFError(f"no {what} given; set {option} to a local folder or a Hub id")
+    local = local_model_path(name, option)
     check_model_folder(local, what, kwargs.get("trust_remote_code", False), allow_pickle is not False)
     if allow_pickle is not None:
         kwargs.update(weights_kwargs(allow_pickle))
     try:
         return loader(str(local) if local else name, **kwargs)
     except SafetensorError as err:
-        raise SafetyRLHFError(
-            f"{what} {name!r} has a truncated or damaged safetensors file ({err}); copy or save the model again"
-        ) from err
+        raise damaged_weights(what, name, err) from err
     except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = ""
@@ -141,8 +142,7 @@ def unused_special_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
     scored, trained token, and the attention masks follow the response mask.
     """
     roles = {getattr(tokenizer, f"{role}_token", None) for role in ("bos", "eos", "unk", "sep", "cls", "mask")}
-    template = tokenizer.chat_template or ""
-    template = " ".join(template.values()) if isinstance(template, dict) else template
+    template = template_text(tokenizer)
     candidates = [
         token.content
         for _, token in sorted(tokenizer.added_tokens_decoder.items())
@@ -169,12 +169,67 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, name: str) -> PreTrain
             tokenizer.add_special_tokens({"pad_token": ADDED_PAD_TOKEN})
             tokenizer.needs_resize = True
     tokenizer.padding_side = "left"
-    if not tokenizer.chat_template:
+    if not template_text(tokenizer).strip():  # an empty or blank template (a chat_template.jinja of spaces) is none
         raise SafetyRLHFError(
             f"tokenizer of {name!r} has no chat template; use an instruct/chat model, "
             "or add one with `tokenizer.chat_template = ...` and save it next to the model"
         )
     return tokenizer
+
+
+def template_text(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The chat template's text (all of a named set's templates), "" for none."""
+    template = tokenizer.chat_template or ""
+    return " ".join(template.values()) if isinstance(template, dict) else template
+
+
+def damaged_weights(what: str, name: str, err: Exception) -> SafetyRLHFError:
+    return SafetyRLHFError(
+        f"{what} {name!r} has a truncated or damaged safetensors file ({err}); copy or save the model again"
+    )
+
+
+# Config keys that name the longest sequence a model's positions cover, as the configs of transformers spell it.
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def position_limit(name: str, trust_remote_code: bool = False) -> tuple[str, int] | None:
+    """`(key, tokens)`: the longest sequence the model `name` takes, read from its config alone (`AutoConfig`; for a
+    PEFT adapter its base's), before any weights load; None where the config names no limit or cannot be read here
+    (loading the model then fails, or not, on its own)."""
+    from transformers import AutoConfig
+
+    try:
+        local = local_model_path(name)
+        source = adapter_base_model(local) or (str(local) if local else name)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code).get_text_config()
+    except Exception:  # noqa: BLE001 - a config that cannot be read fails where the model loads, with its own error
+        return None
+    for key in POSITION_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return config.attribute_map.get(key, key), value  # the name the config file uses (GPT-2: n_positions)
+    return None
+
+
+def check_fits(
+    name: str, option: str, length: int, prompt_ids=(), what: str = "policy", trust_remote_code: bool = False
+) -> None:
+    """Refuse `option=length` new tokens (plus the longest of the tokenized prompts `prompt_ids`) above the position
+    limit of the model `name` (`position_limit`), naming the value, the limit and the fix; run before weights load."""
+    limit = position_limit(name, trust_remote_code)
+    longest = max(map(len, prompt_ids), default=0)
+    if limit is None or length + longest <= limit[1]:
+        return
+    key, most = limit
+    fixes = [f"lower {option} to at most {most - longest}"] if most > longest else []
+    if longest and most > length:
+        fixes.append(f"max_prompt_length to at most {most - length} (longer prompts are dropped)")
+    prompt = f" + the longest prompt ({longest} tokens)" if longest else ""
+    raise SafetyRLHFError(
+        f"{option}={length}{prompt} exceeds the {what}'s {key}={most} ({name}); "
+        f"{', or '.join(fixes) or 'use a model with more positions'}"
+    )
 
 
 def keep_4bit_layers_trainable(model) -> None:
@@ -298,7 +353,7 @@ def lora_on_top_layers(peft_config, model, trainable_layers: int):
 def check_same_tokenizer(path: str, tokenizer: PreTrainedTokenizerBase) -> None:
     """Refuse a value model whose folder holds a tokenizer that maps tokens to other ids than the policy's: the critic
     reads the policy's token ids, and a vocabulary of the same size would hide the mismatch."""
-    local = local_model_path(path, "value model")
+    local = local_model_path(path, "value_model_path")
     if local is None or not any((local / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
         return
     try:
@@ -334,6 +389,7 @@ def load_value_model(
         path,
         "value model",
         allow_pickle,
+        option="value_model_path",
         dtype=torch_dtype(model_args),
         quantization_config=quantization_config,
         device_map=device_map,
@@ -419,7 +475,9 @@ def load_model(path: str, dtype: str = "float32", device: str | None = None, all
             model = AutoModelForCausalLM.from_pretrained(
                 str(local) if local else path, dtype=dtype_, **weights_kwargs(allow_pickle)
             )
-    except (OSError, ValueError, SafetensorError) as err:
+    except SafetensorError as err:
+        raise damaged_weights("PEFT adapter" if is_adapter else "model", path, err) from err
+    except (OSError, ValueError) as err:
         raise _load_error("PEFT adapter" if is_adapter else "model", path, err) from err
     if tokenizer.needs_resize or model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))

@@ -9,14 +9,18 @@ accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml -m saf
 from . import SafetyRLHFError, data
 from .config import SafetyPPOConfig, ScriptArguments, check_output_dir, move_previous_checkpoints, save_config
 from .critics import PrefixCritic, RewardAndCostCritics, SharedValueHead
-from .models import load_policy, load_tokenizer, load_value_model
+from .models import check_fits, load_policy, load_tokenizer, load_value_model
 from .prefix_cache import causal_lm_of
 from .trainer import SafetyPPOTrainer, check_checkpoint, find_checkpoint
 
 
-def load_reward(path: str | None, trust_remote_code: bool = False, allow_pickle: bool = False):
+def check_reward_given(path: str | None) -> None:
     if not path:
         raise SafetyRLHFError("no reward model given; pass --reward_model_path (train one with `safety-rlhf reward`)")
+
+
+def load_reward(path: str | None, trust_remote_code: bool = False, allow_pickle: bool = False):
+    check_reward_given(path)
     from reward.model import SafetyRewardModel
 
     return SafetyRewardModel.from_pretrained(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
@@ -72,6 +76,13 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
     train_dataset, dropped = data.tokenize_prompts(prompts, tokenizer, script_args.max_prompt_length)
     if dropped:
         print(f"dropped {dropped} prompts longer than max_prompt_length={script_args.max_prompt_length} tokens")
+    check_fits(
+        model_args.model_name_or_path,
+        "response_length",
+        training_args.response_length,
+        train_dataset["input_ids"],
+        trust_remote_code=training_args.trust_remote_code,
+    )
     reward_model = load_reward(
         training_args.reward_model_path, training_args.trust_remote_code, script_args.allow_pickle_weights
     )

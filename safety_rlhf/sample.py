@@ -27,13 +27,13 @@ does (its compliances are content-free placeholders). Measurements made with it:
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from reward.refusal import classify_refusal
 
 from . import SafetyRLHFError, data
+from .config import check_writable
 from .evaluate import EvalArguments, _generate  # the eval verb's generation, with the stop flags
-from .models import load_model
+from .models import check_fits, load_model
 
 SPLITS = ("train", "eval", "heldout")
 DECODINGS = ("greedy", "sampled")
@@ -99,8 +99,9 @@ def load_split_prompts(split: str, max_prompts: int | None = None) -> list[dict]
 
 def main(args: SampleArguments) -> list[dict]:
     """Generate, classify and write every row; returns the rows."""
+    output = check_writable(args.output, "output", folder=False)
+    check_fits(args.model_name_or_path, "max_new_tokens", args.max_new_tokens)
     model, tokenizer = load_model(args.model_name_or_path, args.dtype)
-    output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for split in args.splits.split(","):

@@ -15,7 +15,7 @@ from trl import SFTConfig, SFTTrainer, get_peft_config
 
 from . import SafetyRLHFError, data
 from .config import ScriptArguments, check_output_dir, check_training_fields, move_previous_checkpoints, save_config
-from .models import load_policy, load_tokenizer
+from .models import check_fits, load_policy, load_tokenizer
 
 MERGED_DIR = "merged"
 
@@ -173,6 +173,13 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> 
         )
     check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, training_args.resume_from_checkpoint)
     # Everything that can fail on bad input runs before the first byte is written to output_dir.
+    if training_args.max_length is not None:
+        check_fits(
+            model_args.model_name_or_path,
+            "max_length",
+            training_args.max_length,
+            trust_remote_code=training_args.trust_remote_code,
+        )
     tokenizer = load_tokenizer(model_args, training_args.trust_remote_code)
     own_answers = getattr(training_args, "own_answers", None)
     train_dataset = load_split(script_args, script_args.dataset_train_split, own_answers, tokenizer)

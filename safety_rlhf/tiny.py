@@ -37,6 +37,7 @@ from transformers import (
 )
 
 from . import SafetyRLHFError
+from .config import check_writable
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -291,7 +292,7 @@ def build_tiny_classifier(out_dir, tokenizer, hidden_size=64, seed=0) -> Path:
 
 
 def build_tiny_models(args: TinyArguments) -> dict[str, Path]:
-    out = Path(args.output_dir)
+    out = check_writable(args.output_dir)
     if out.exists() and any(out.iterdir()) and not args.overwrite_output_dir:
         raise SafetyRLHFError(
             f"output_dir {out} is not empty; pass --overwrite_output_dir true or choose another folder"

@@ -10,6 +10,7 @@ Two rows of the table are trainer-level (a reward callable is no CLI input) and 
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -202,6 +203,21 @@ def test_yaml_syntax_error(tmp_path, prev, capsys):
     fails(capsys, "ppo", "--config", recipe, names=f"{recipe} is not valid YAML", out=prev)
 
 
+def test_yaml_values_of_the_wrong_type_all_in_one_line(tmp_path, prev, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"output_dir: {prev}\nlearning_rate: 1e-5x\nnum_ppo_epochs: two\nbf16: maybe\n"
+                      "dtype: float64\nmax_samples: null\nkl_coef: 0.1\n")  # fmt: skip
+    err = fails(capsys, "ppo", "--config", recipe, "--kl_coef", "x", "--lr_scheduler_type", "cosin", "--bf16", "false",
+                names=f"{recipe}: learning_rate='1e-5x' is not a float, num_ppo_epochs='two' is not an int, ",
+                out=prev)  # fmt: skip
+    assert err.endswith(
+        "dtype='float64' is not one of auto/bfloat16/float16/float32; command line: kl_coef='x' is not a float, "
+        "lr_scheduler_type='cosin' is not a valid choice (did you mean 'cosine'?); fix the values"
+    )
+    assert "bf16" not in err  # overridden on the command line by a good value
+    assert "usage:" not in err
+
+
 def test_missing_recipe_file(tmp_path, capsys):
     fails(capsys, "ppo", "--config", tmp_path / "nope.yaml", names="nope.yaml")
 
@@ -223,12 +239,24 @@ def test_missing_recipe_file(tmp_path, capsys):
         (b'{"prompt": "hi", "label": "toxic"}\n', "line 1: unknown label 'toxic'"),
         (b'{"text": "hi"}\n', "line 1: missing column(s) prompt, label"),
         (b"", "prompts.jsonl: no usable rows"),
+        (b'{"prompt": "hi", "label": "benign"}\n{"prompt": "hi", "label": "benign"}\n',
+         "prompts.jsonl line 2: duplicate of "),
+        (b'{"prompt": "hi", "label": "benign"}\n{"prompt": " hi", "label": "harmful"}\n',
+         "prompts.jsonl line 2: 'hi' is labelled 'harmful' here but 'benign' on "),
     ],
 )  # fmt: skip
 def test_bad_prompt_file(tiny_models, tmp_path, prev, capsys, content, names):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_bytes(content)
     fails(capsys, "ppo", *ppo(tiny_models, prev, "--dataset_name", prompts), names=names, out=prev)
+
+
+def test_dataset_path_that_is_an_empty_folder(tiny_models, tmp_path, prev, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    err = fails(capsys, "ppo", *ppo(tiny_models, prev, "--dataset_name", folder), out=prev,
+                names=f"dataset_name '{folder}' is a folder that datasets cannot load (")  # fmt: skip
+    assert "Hub dataset" not in err.split(";")[0] and "hf auth login" not in err
 
 
 def test_no_prompt_fits_max_prompt_length(tiny_models, prev, capsys):
@@ -257,6 +285,28 @@ def test_truncated_safetensors(tiny_models, tmp_path, prev, capsys):
           names="has a truncated or damaged safetensors file", out=prev)  # fmt: skip
 
 
+def test_eval_names_a_truncated_safetensors_as_sft_and_ppo_do(tiny_models, tmp_path, prev, capsys):
+    model = copy_model(tiny_models["policy"], tmp_path / "model")
+    (model / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes()[:2000])
+    err = fails(capsys, "eval", "--model_name_or_path", model, "--output_dir", prev, "--overwrite_output_dir", "true",
+                "--max_samples", "4", names=f"model '{model}' has a truncated or damaged safetensors file", out=prev)  # fmt: skip
+    assert err.endswith("; copy or save the model again") and "existing folder" not in err
+
+
+@pytest.mark.parametrize(
+    ("verb", "option"),
+    [("sft", "--model_name_or_path"), ("ppo", "--model_name_or_path"), ("ppo", "--reward_model_path"),
+     ("ppo", "--value_model_path"), ("eval", "--baseline_model_name_or_path"), ("eval", "--reward_model_path")],
+)  # fmt: skip
+def test_model_path_that_is_a_file_names_the_argument(tiny_models, tmp_path, prev, capsys, verb, option):
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(b"weights")
+    argv = writing_verbs(tiny_models, prev)[verb] + ["--overwrite_output_dir", "true", "--max_samples", "4"]
+    err = fails(capsys, verb, *argv, option, file, out=prev,
+                names=f"{option[2:]} '{file}' is a file; pass a model folder or a Hub id")  # fmt: skip
+    assert "PEFT" not in err and "tokenizer" not in err
+
+
 def test_pickle_weights_need_the_flag(tiny_models, tmp_path, prev, capsys):
     model = copy_model(tiny_models["policy"], tmp_path / "model")
     torch.save(load_file(model / "model.safetensors"), model / "pytorch_model.bin")
@@ -271,6 +321,26 @@ def test_remote_code_needs_the_flag(tiny_models, tmp_path, prev, capsys):
     (model / "config.json").write_text(json.dumps(config))
     err = fails(capsys, "ppo", *ppo(tiny_models, prev, policy=model), names="--trust_remote_code true", out=prev)
     assert "modeling_custom.CustomForCausalLM" in err
+
+
+@pytest.mark.parametrize("template", ["", "  \n"])
+def test_empty_chat_template_is_no_chat_template(tiny_models, tmp_path, prev, capsys, template):
+    model = copy_model(tiny_models["policy"], tmp_path / "model")
+    (model / "chat_template.jinja").write_text(template)
+    fails(capsys, "ppo", *ppo(tiny_models, prev, policy=model), out=prev,
+          names=f"tokenizer of '{model}' has no chat template; use an instruct/chat model")  # fmt: skip
+
+
+def test_push_of_a_run_whose_adapter_is_missing(tiny_models, tmp_path, capsys, monkeypatch):
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("the Hub was called"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("training_args: {}\n")
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_models["policy"])}))
+    fails(capsys, "push", "--run_dir", run, "--hub_model_id", "me/tiny-safety", out=run,
+          names=f"run_dir {run} has adapter_config.json but no adapter_model.safetensors")  # fmt: skip
 
 
 def test_reward_model_that_is_a_causal_lm(tiny_models, prev, capsys):
@@ -293,6 +363,39 @@ def test_value_model_with_another_tokenizer_of_the_same_size(tiny_models, tmp_pa
           names="uses another tokenizer than the policy (2 of its", out=prev)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("verb", "option", "value", "names"),
+    [
+        ("ppo", "--response_length", 100000, "response_length=100000 + the longest prompt ("),
+        ("grpo", "--max_completion_length", 5000, "max_completion_length=5000 + the longest prompt ("),
+        ("sft", "--max_length", 4096, "max_length=4096 exceeds the policy's max_position_embeddings=1024"),
+        ("eval", "--max_new_tokens", 2000, "max_new_tokens=2000 + the longest prompt ("),
+        ("sample", "--max_new_tokens", 2000, "max_new_tokens=2000 exceeds the policy's max_position_embeddings=1024"),
+    ],
+)
+def test_lengths_past_the_model(tiny_models, prev, capsys, monkeypatch, verb, option, value, names):
+    """The tiny policy's config says max_position_embeddings=1024; the check reads only that, before any weights."""
+    import transformers
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights loaded before the length check")
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "from_pretrained", no_weights)
+    argv = writing_verbs(tiny_models, prev)[verb] + ["--overwrite_output_dir", "true"] * (verb in ("grpo", "eval"))
+    if verb == "sample":
+        argv = ["--model_name_or_path", tiny_models["policy"], "--output", prev / "responses.jsonl"]
+    err = fails(capsys, verb, *argv, option, value, names=names, out=prev)
+    assert "max_position_embeddings=1024" in err and " to at most " in err
+
+
+def test_length_that_fits_only_with_shorter_prompts(tiny_models, prev, capsys):
+    err = fails(capsys, "ppo", *ppo(tiny_models, prev, "--response_length", "1020"), out=prev,
+                names="response_length=1020 + the longest prompt (")  # fmt: skip
+    longest = int(err.split("the longest prompt (")[1].split(" tokens")[0])
+    assert err.endswith(f"lower response_length to at most {1024 - longest}, or max_prompt_length to at most 4 "
+                        "(longer prompts are dropped)")  # fmt: skip
+
+
 def test_gguf_that_is_not_one(tmp_path, capsys):
     text = tmp_path / "model.gguf"
     text.write_text("hello, I am a text file\n")
@@ -312,6 +415,59 @@ def test_output_dir_that_is_a_file(tiny_models, tmp_path, capsys):
     file = tmp_path / "file"
     file.write_text("x")
     fails(capsys, "sft", *sft(tiny_models, file), names="is a file")
+
+
+def writing_verbs(tiny_models, out: Path) -> dict[str, list]:
+    """The arguments of every verb that writes, with `out` as its output path (sample: its output file)."""
+    policy, classifier = tiny_models["policy"], tiny_models["classifier"]
+    return {
+        "tiny": ["--output_dir", out],
+        "import-gguf": ["--output_dir", out],
+        "sample": ["--model_name_or_path", policy, "--output", out / "responses.jsonl"],
+        "sft": sft(tiny_models, out),
+        "reward": ["--config", ROOT / "recipes" / "tiny" / "reward.yaml", "--output_dir", out],
+        "ppo": ppo(tiny_models, out),
+        "grpo": ["--config", ROOT / "recipes" / "tiny" / "grpo.yaml", "--model_name_or_path", policy,
+                 "--reward_model_path", classifier, "--output_dir", out],
+        "eval": ["--model_name_or_path", policy, "--output_dir", out],
+        "demo": ["--model", "tiny", "--output_dir", out],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("verb", ["tiny", "import-gguf", "sample", "sft", "reward", "ppo", "grpo", "eval", "demo"])
+def test_output_dir_under_a_file(tiny_models, tmp_path, capsys, verb):
+    file = tmp_path / "file"
+    file.write_text("x")
+    argv = writing_verbs(tiny_models, file / "run")[verb]
+    fails(capsys, verb, *argv, names=f"is under the file {file}, not a folder; choose another")
+    assert file.read_text() == "x"
+
+
+@pytest.mark.parametrize("verb", ["tiny", "sample", "sft", "ppo", "eval"])
+def test_output_dir_on_a_read_only_file_system(tiny_models, tmp_path, capsys, monkeypatch, verb):
+    """Root writes through permission bits, so the check reads the mount's read-only flag (`os.statvfs`); this one
+    reports `tmp_path` as on a read-only mount."""
+    real = os.statvfs
+
+    def statvfs(path):
+        result = real(path)
+        if Path(path) == tmp_path:
+            return os.statvfs_result((*result[:8], result.f_flag | os.ST_RDONLY, *result[9:]))
+        return result
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    argv = writing_verbs(tiny_models, tmp_path / "new" / "run")[verb]
+    fails(capsys, verb, *argv, names=f"cannot be written ({tmp_path} is on a read-only file system)")
+    assert not (tmp_path / "new").exists()
+
+
+READ_ONLY_MOUNTS = [p for p in ("/proc/sys", "/sys") if Path(p).is_dir() and os.statvfs(p).f_flag & os.ST_RDONLY]
+
+
+@pytest.mark.skipif(not READ_ONLY_MOUNTS, reason="no read-only mount (/proc/sys, /sys) on this machine")
+def test_output_dir_on_a_real_read_only_mount(capsys):
+    out = Path(READ_ONLY_MOUNTS[0]) / "safety-rlhf-run"
+    fails(capsys, "tiny", "--output_dir", out, names="is on a read-only file system; choose a writable folder")
 
 
 @pytest.fixture(scope="module")

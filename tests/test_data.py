@@ -295,6 +295,11 @@ def test_hub_unreachable(monkeypatch):
         (
             "prompts",
             ['{"prompt": "a", "label": "benign"}', '{"prompt": "a ", "label": "harmful"}'],
+            r"line 2: 'a' is labelled 'harmful' here but 'benign' on .*line 1; keep one row with the right label",
+        ),
+        (
+            "prompts",
+            ['{"prompt": "a", "label": "benign"}', '{"prompt": "a ", "label": "benign"}'],
             r"line 2: duplicate of .*line 1",
         ),
         ("pairs", ['{"prompt": "p", "chosen": "same", "rejected": "same"}'], r"line 1: chosen == rejected"),

@@ -5,6 +5,7 @@ import json
 import torch
 import yaml
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from reward.model import SafetyRewardModel
 from safety_rlhf.cli import main as cli
@@ -65,6 +66,9 @@ def grpo_recipe(tmp_path, tiny_models, **kw):
 
 
 def test_grpo_end_to_end_on_tiny_models_trains_the_adapter_and_logs_the_reward(tmp_path, tiny_models, capsys):
+    # The reward model is on another tokenizer (BERT's) than the policy (Qwen2's): it re-tokenizes the decoded text.
+    policy_vocab = AutoTokenizer.from_pretrained(tiny_models["policy"]).get_vocab()
+    assert AutoTokenizer.from_pretrained(tiny_models["classifier"]).get_vocab() != policy_vocab
     assert cli(["grpo", "--config", grpo_recipe(tmp_path, tiny_models)]) == 0, capsys.readouterr().err
     out = tmp_path / "out"
     assert {"config.yaml", "adapter_config.json", "adapter_model.safetensors", "metrics.jsonl"} <= {

