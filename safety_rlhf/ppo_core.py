@@ -184,10 +184,19 @@ def lagrangian_advantages(
 ) -> torch.Tensor:
     """The actor's advantage of PPO-Lagrangian: (A_r - lambda * A_c) / (1 + lambda) (safe-rlhf
     `PPOLagTrainer.actor_loss_fn`). Dividing by 1 + lambda keeps its scale bounded as lambda grows.
+
+    Computed as A_r / (1 + lambda) - A_c * lambda / (1 + lambda): both weights lie in [0, 1], so it stays finite for
+    every lambda, up to lambda = inf where it is -A_c (safe-rlhf's form overflows to inf / inf = nan there).
     (B, T) -> (B, T)."""
-    if multiplier < 0:
+    if not multiplier >= 0:  # nan too
         raise ValueError(f"the Lagrange multiplier must be >= 0, got {multiplier}")
-    return (reward_advantages - multiplier * cost_advantages) / (1.0 + multiplier)
+    if math.isinf(multiplier):
+        return -cost_advantages
+    return reward_advantages * (1.0 / (1.0 + multiplier)) - cost_advantages * (multiplier / (1.0 + multiplier))
+
+
+# log(lambda) is kept within +-log(float32's largest value): lambda and the advantages' weights stay finite in float32.
+LOG_LAMBDA_BOUND = math.log(torch.finfo(torch.float32).max)
 
 
 class LagrangeMultiplier:
@@ -197,9 +206,12 @@ class LagrangeMultiplier:
     Each update (`step`), once `delay_steps` updates are done: one SGD step on the loss
     -(J_c - threshold) * exp(log_lambda), i.e. log_lambda += lr * (J_c - threshold) * lambda, then log_lambda is
     capped at log(lambda_max). So lambda rises while the mean episode cost J_c is above the threshold, falls while it
-    is below, and is never negative (it is an exponential). J_c is the mean cost of the last `window_size` episodes
-    (`add_costs`); with several processes the caller averages the per-process means (`window_mean`), as safe-rlhf's
-    all-reduce of the episode-cost mean (`PPOLagTrainer.rl_step`), so every process takes the same step.
+    is below, and is never negative (it is an exponential). The step is proportional to lambda, so with a threshold
+    the policy cannot reach lambda grows without bound (safe-rlhf's rule does the same): `log_lambda` stays within
+    +-`LOG_LAMBDA_BOUND`, and `saturated` says when lambda sits at that bound. J_c is the mean cost of the last
+    `window_size` episodes (`add_costs`); with several processes the caller averages the per-process means
+    (`window_mean`), as safe-rlhf's all-reduce of the episode-cost mean (`PPOLagTrainer.rl_step`), so every process
+    takes the same step.
     """
 
     def __init__(self, lambda_init: float, lr: float, threshold: float = 0.0, lambda_max: float | None = None,
@@ -233,10 +245,15 @@ class LagrangeMultiplier:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        if self.log_lambda_max is not None:
-            with torch.no_grad():
-                self.log_lambda.clamp_(max=self.log_lambda_max)
+        upper = LOG_LAMBDA_BOUND if self.log_lambda_max is None else min(self.log_lambda_max, LOG_LAMBDA_BOUND)
+        with torch.no_grad():  # a step of 1e38 (lambda near the bound times J_c - threshold) lands on the bound
+            self.log_lambda.clamp_(-LOG_LAMBDA_BOUND, upper)
         return True
+
+    @property
+    def saturated(self) -> bool:
+        """Whether lambda sits at float32's largest value (`LOG_LAMBDA_BOUND`), not at a `lambda_max` below it."""
+        return float(self.log_lambda.detach()) >= LOG_LAMBDA_BOUND
 
     def state_dict(self) -> dict:
         return {

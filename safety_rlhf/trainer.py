@@ -23,6 +23,7 @@ from the cost critic, and the actor's advantage (A_r - lambda * A_c) / (1 + lamb
 loss beside the reward critic's. See `ppo_core` for the pieces and their sources.
 """
 
+import copy
 import gc
 import json
 import math
@@ -69,6 +70,22 @@ class Preempted(SafetyRLHFError):
     """The run stopped on a signal after a complete checkpoint; the CLI exits with `PREEMPTED_EXIT_CODE`."""
 
     exit_code = PREEMPTED_EXIT_CODE
+
+
+class UpdateAbandoned(BaseException):
+    """Raised by the stop handler inside an update, so the update in flight ends at once. A `BaseException`, as
+    `KeyboardInterrupt` is: no `except Exception` on the way (generation, a reward callable) can swallow it."""
+
+
+def cpu_copy(obj):
+    """A copy of `obj` (nested dicts, lists and tuples of tensors and plain values) whose tensors live on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {key: cpu_copy(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(cpu_copy(value) for value in obj)
+    return copy.deepcopy(obj)
 
 
 class PhaseTimer:
@@ -245,6 +262,7 @@ class SafetyPPOTrainer:
         self.reward_fn = reward_model
         self.cost_fn = cost_model
         self.multiplier = None
+        self.saturation_reported = False  # the log line when lambda saturates is written once
         if args.algorithm == "ppo_lag":
             if cost_model is None:
                 raise SafetyRLHFError(
@@ -330,6 +348,7 @@ class SafetyPPOTrainer:
 
         self.update = 0  # updates done
         self.nonfinite_streak = 0
+        self.in_update = False  # inside `step`, where a stop signal abandons the update (`stop_on_signals`)
         self.trainable = [
             n for n, p in self.accelerator.unwrap_model(self.model).named_parameters() if p.requires_grad
         ]
@@ -375,8 +394,14 @@ class SafetyPPOTrainer:
         )
         with self.stop_on_signals() as received:
             while self.update < self.num_updates:
-                with self.collectives_explained():
-                    metrics, samples = self.step(self.batch(self.update))
+                # What a stop in the middle of this update restores (None: checkpoint-N already holds it).
+                boundary = self.snapshot()
+                try:
+                    with self.abandonable(received), self.collectives_explained():
+                        metrics, samples = self.step(self.batch(self.update))
+                except UpdateAbandoned:
+                    bar.close()
+                    raise self.abandon(boundary, received) from None
                 self.update += 1
                 metrics.update(
                     {
@@ -411,8 +436,10 @@ class SafetyPPOTrainer:
 
     @contextmanager
     def stop_on_signals(self):
-        """SIGTERM (Slurm, spot instances, `kill`) and Ctrl-C ask the run to stop once the current update is done,
-        with a checkpoint; a second Ctrl-C stops at once. Yields the list of signal names received."""
+        """SIGTERM (Slurm, Kubernetes, spot instances, `kill`) and Ctrl-C stop the run with a checkpoint of the last
+        complete update, within seconds: an update in flight is abandoned (`abandonable`), except with several
+        processes, which finish it first so that no process waits in a collective for one that left. A second
+        Ctrl-C stops at once. Yields the list of signal names received."""
         received = []
         if threading.current_thread() is not threading.main_thread():
             yield received  # signal handlers can only be set from the main thread
@@ -423,6 +450,10 @@ class SafetyPPOTrainer:
             if received and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             received.append(name)
+            if self.in_update and self.accelerator.num_processes == 1:
+                self.in_update = False
+                print(f"\nreceived {name}: abandoning update {self.update + 1}", file=sys.stderr, flush=True)
+                raise UpdateAbandoned(name)
             print(
                 f"\nreceived {name}: finishing update {self.update + 1}, then writing a checkpoint"
                 + (" (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""),
@@ -436,6 +467,31 @@ class SafetyPPOTrainer:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+    @contextmanager
+    def abandonable(self, received: list):
+        """The update run inside may be abandoned by a stop signal (the handler raises `UpdateAbandoned`); one that
+        came just before it starts abandons it at once."""
+        self.in_update = True
+        try:
+            if received and self.accelerator.num_processes == 1:
+                raise UpdateAbandoned(received[0])
+            yield
+        finally:
+            self.in_update = False
+
+    def abandon(self, boundary: dict | None, received: list) -> Preempted:
+        """After an abandoned update: the state of the last complete update back in place (`boundary`), its
+        checkpoint written unless it exists, and the error that stops the run."""
+        if boundary is not None:
+            self.restore(boundary)
+        path = Path(self.args.output_dir) / f"checkpoint-{self.update}"
+        if not (path / STATE_FILE).is_file():
+            path = self.save_checkpoint()
+        return Preempted(
+            f"stopped by {received[0]} after update {self.update} of {self.num_updates} (update {self.update + 1} "
+            f"abandoned); {path} holds the full training state: continue with --resume_from_checkpoint latest"
+        )
 
     def stop_requested(self, received: list) -> bool:
         """Whether any process received a stop signal: all processes stop at the same update."""
@@ -632,10 +688,22 @@ class SafetyPPOTrainer:
             self.multiplier.add_costs(raw.tolist())
             local = torch.tensor(self.multiplier.window_mean(), dtype=torch.float64, device=acc.device)
             episode_cost = acc.reduce(local, reduction="mean").item()
-            self.multiplier.step(episode_cost, self.update)
+            moved = self.multiplier.step(episode_cost, self.update)
+            if moved and self.multiplier.saturated and not self.saturation_reported:
+                self.saturation_reported = True
+                if acc.is_main_process:
+                    print(f"\nupdate {self.update + 1}: {self.saturation_note()}", file=sys.stderr, flush=True)
         clip = self.args.cost_clip if self.args.cost_clip is not None else self.args.reward_clip
         clipped = ppo_core.episode_scores(raw, has_stop, reward_clip=clip)
         return {"raw": raw, "clipped": clipped, "J_c": episode_cost}
+
+    def saturation_note(self) -> str:
+        """What a saturated multiplier means, and the fix (a log line, and part of the non-finite error)."""
+        return (
+            f"the Lagrange multiplier lambda reached float32's largest value ({self.multiplier.value:.3g}): the mean "
+            f"episode cost J_c stays above threshold={self.args.threshold:g}, which this policy and cost model do not "
+            "reach, and the actor now follows the cost alone; raise threshold or set lambda_max"
+        )
 
     def lagrangian_advantages(self, rewards, costs, kl, lengths, values, maskf):
         """Step 5: the reward's GAE from the reward critic, the cost's own GAE (per-token costs +beta * KL_t, the
@@ -657,6 +725,7 @@ class SafetyPPOTrainer:
             "objective/cost": mean(costs["raw"]),
             "objective/clipped_cost": mean(costs["clipped"]),
             "lagrangian/lambda": self.multiplier.value,
+            "lagrangian/saturated": int(self.multiplier.saturated),
             "lagrangian/J_c": costs["J_c"],
             "val/cost_explained_variance": mean(ppo_core.explained_variance(values[..., 1], returns[..., 1], maskf)),
         }
@@ -720,10 +789,12 @@ class SafetyPPOTrainer:
         """Skipped (non-finite) updates in a row; the run stops with a clear error after `max_nonfinite_updates`."""
         self.nonfinite_streak = 0 if finite else self.nonfinite_streak + 1
         if self.nonfinite_streak >= self.args.max_nonfinite_updates:
+            saturated = self.multiplier is not None and self.multiplier.saturated
             raise SafetyRLHFError(
                 f"{self.nonfinite_streak} consecutive updates had a non-finite reward or loss (last at update "
-                f"{self.update + 1}); check the reward model's outputs, lower learning_rate, or raise "
-                "max_nonfinite_updates"
+                f"{self.update + 1}); "
+                + (f"{self.saturation_note()}; " if saturated else "")
+                + "check the reward model's outputs, lower learning_rate, or raise max_nonfinite_updates"
             )
 
     def micro_batch_loss(self, rb: dict, idx, context: int):
@@ -833,31 +904,14 @@ class SafetyPPOTrainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        rng = {
-            "python": random.getstate(),
-            # as plain lists, so that the file loads with weights_only (torch's loader that unpickles no object)
-            "numpy": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }
         try:
-            torch.save(rng, tmp / f"rng_state_{acc.process_index}.pth")
+            torch.save(self.rng_state(), tmp / f"rng_state_{acc.process_index}.pth")
             if self.multiplier is not None:  # each process's own recent costs (J_c averages the processes' means)
                 window = torch.tensor(list(self.multiplier.window), dtype=torch.float64)
                 torch.save(window, tmp / COST_WINDOW_FILE.format(rank=acc.process_index))
             if acc.is_main_process:
                 self.save_model(tmp)
-                unwrapped, trainable = acc.unwrap_model(self.model), set(self.trainable)
-                state = {
-                    "trainable": {n: p.detach().cpu() for n, p in unwrapped.named_parameters() if n in trainable},
-                    "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(),
-                    "kl_ctl": self.kl_ctl.state_dict(),
-                    **({"lagrangian": self.multiplier.state_dict()} if self.multiplier is not None else {}),
-                    "update": self.update,
-                    "nonfinite_streak": self.nonfinite_streak,
-                }
-                torch.save(state, tmp / STATE_FILE)  # written last: a folder without it is never resumed from
+                torch.save(self.training_state(), tmp / STATE_FILE)  # last: a folder without it is never resumed
         except OSError as err:  # a full disk, a quota, a lost mount: the checkpoints already written stay as they are
             shutil.rmtree(tmp, ignore_errors=True)
             kept = [p.name for p in sorted_checkpoints(args.output_dir)]
@@ -873,6 +927,73 @@ class SafetyPPOTrainer:
             self.prune_checkpoints()
         acc.wait_for_everyone()
         return final
+
+    @staticmethod
+    def rng_state() -> dict:
+        """This process's random generators (one file per process in a checkpoint)."""
+        return {
+            "python": random.getstate(),
+            # as plain lists, so that the file loads with weights_only (torch's loader that unpickles no object)
+            "numpy": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    @staticmethod
+    def apply_rng_state(rng: dict) -> None:
+        random.setstate(rng["python"])
+        name, keys, *rest = rng["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def training_state(self) -> dict:
+        """The trainable tensors and every state an update changes: a checkpoint's `STATE_FILE`. Its tensors are the
+        live ones (the optimizer's state included): save or copy it before the next update."""
+        unwrapped, trainable = self.accelerator.unwrap_model(self.model), set(self.trainable)
+        return {
+            "trainable": {n: p.detach().cpu() for n, p in unwrapped.named_parameters() if n in trainable},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "kl_ctl": self.kl_ctl.state_dict(),
+            **({"lagrangian": self.multiplier.state_dict()} if self.multiplier is not None else {}),
+            "update": self.update,
+            "nonfinite_streak": self.nonfinite_streak,
+        }
+
+    def apply_training_state(self, state: dict) -> None:
+        """`training_state`'s inverse, but for the Lagrange multiplier (a checkpoint keeps its window per process:
+        `load_lagrangian`)."""
+        with torch.no_grad():
+            params = dict(self.accelerator.unwrap_model(self.model).named_parameters())
+            for name, value in state["trainable"].items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.update = state["update"]
+        self.nonfinite_streak = state["nonfinite_streak"]
+
+    def snapshot(self) -> dict | None:
+        """A CPU copy of the state before an update (`training_state` and the random generators), which a stop in
+        the middle of the update puts back (`restore`). None where no update is abandoned (several processes) or
+        where checkpoint-N already holds that state. Costs one copy of the trainable tensors and their optimizer
+        state per update: with LoRA, a few MB for SmolLM2 and under 1 GB for a 7B policy."""
+        if self.accelerator.num_processes > 1:
+            return None
+        if (Path(self.args.output_dir) / f"checkpoint-{self.update}" / STATE_FILE).is_file():
+            return None
+        return cpu_copy({"state": self.training_state(), "rng": self.rng_state()})
+
+    def restore(self, snapshot: dict) -> None:
+        """Put back the state `snapshot` copied: parameters, optimizer, schedule, KL and Lagrange controllers, the
+        random generators; the abandoned update's gradients are dropped."""
+        self.apply_training_state(snapshot["state"])
+        if self.multiplier is not None:
+            self.multiplier.load_state_dict(snapshot["state"]["lagrangian"])
+        self.apply_rng_state(snapshot["rng"])
+        self.optimizer.zero_grad(set_to_none=True)
 
     def prune_checkpoints(self) -> None:
         limit = self.args.save_total_limit
@@ -898,7 +1019,6 @@ class SafetyPPOTrainer:
                 f"checkpoint {path} cannot be read ({' '.join(str(err).split())[:160]}); it is damaged: resume from "
                 f"an earlier one with {hint}"
             ) from err
-        unwrapped = acc.unwrap_model(self.model)
         missing = set(self.trainable) - set(state["trainable"])
         if missing:
             raise SafetyRLHFError(
@@ -913,26 +1033,12 @@ class SafetyPPOTrainer:
                 "critic), so it cannot resume; start a new run from its weights instead (policy in the folder, critic "
                 f"in value/; without LoRA: --model_name_or_path {path} --value_model_path {path / 'value'})"
             )
-        with torch.no_grad():
-            params = dict(unwrapped.named_parameters())
-            for name, value in state["trainable"].items():
-                params[name].copy_(value)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.apply_training_state(state)
         if self.multiplier is not None:
             self.load_lagrangian(path, state)
-        self.update = state["update"]
-        self.nonfinite_streak = state["nonfinite_streak"]
         rng_file = path / f"rng_state_{acc.process_index}.pth"
         if rng_file.is_file():
-            rng = torch.load(rng_file, weights_only=True)
-            random.setstate(rng["python"])
-            name, keys, *rest = rng["numpy"]
-            np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+            self.apply_rng_state(torch.load(rng_file, weights_only=True))
         metrics = Path(self.args.output_dir) / METRICS_FILE
         if acc.is_main_process and metrics.is_file():
             # Updates after the checkpoint are redone: their old lines move aside rather than being deleted.

@@ -1,6 +1,6 @@
-"""Runs that survive faults: SIGTERM/Ctrl-C stop after the current update with a complete checkpoint and exit 75,
-and resuming reproduces the uninterrupted run; a process killed (-9) while writing a checkpoint, or a disk that fills
-up during a save, never leaves a checkpoint that `latest` would pick and fail to load."""
+"""Runs that survive faults: SIGTERM/Ctrl-C stop within seconds, whatever phase of an update they come in (the update
+is abandoned), with a complete checkpoint of the last complete update and exit 75, and resuming reproduces the
+uninterrupted run; a process killed (-9) while writing a checkpoint, or a disk that fills up during a save, never leaves a checkpoint that `latest` would pick and fail to load."""
 
 import errno
 import json
@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 from helpers import HERE, build, kill_group
+from safetensors.torch import load_file
 
 from safety_rlhf import SafetyRLHFError
 from safety_rlhf.cli import main
@@ -34,6 +35,15 @@ def metrics(out):
     return [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
 
 
+def assert_resume_reproduces(tiny_models, out, full):
+    """`--resume_from_checkpoint latest` in `out` ends where the uninterrupted run `full` did, update by update."""
+    assert main([*ppo_args(tiny_models, out), "--resume_from_checkpoint", "latest"]) == 0
+    resumed, uninterrupted = metrics(out), metrics(full)
+    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+    for key in ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg", "lr"):
+        assert [m[key] for m in resumed] == pytest.approx([m[key] for m in uninterrupted], rel=1e-4, abs=1e-6), key
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_after_the_update_with_a_checkpoint_and_resume_reproduces_the_run(tiny_models, tmp_path, sig):
     full = tmp_path / "full"
@@ -46,7 +56,7 @@ def test_a_signal_stops_after_the_update_with_a_checkpoint_and_resume_reproduces
         deadline = time.monotonic() + 240
         while not metrics(out) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        proc.send_signal(sig)  # during update 2 (or later): that update finishes, then a checkpoint is written
+        proc.send_signal(sig)  # during update 2 (or later): that update is abandoned, checkpoint-1 written
         _, err = proc.communicate(timeout=240)
     finally:
         kill_group(proc)
@@ -58,11 +68,84 @@ def test_a_signal_stops_after_the_update_with_a_checkpoint_and_resume_reproduces
     assert f"stopped by {sig.name} after update {done}" in last and "--resume_from_checkpoint latest" in last
     assert "Traceback" not in err
 
-    assert main([*ppo_args(tiny_models, out), "--resume_from_checkpoint", "latest"]) == 0
-    resumed, uninterrupted = metrics(out), metrics(full)
-    assert [m["step"] for m in resumed] == [1, 2, 3, 4]
-    for key in ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg", "lr"):
-        assert [m[key] for m in resumed] == pytest.approx([m[key] for m in uninterrupted], rel=1e-4, abs=1e-6), key
+    assert_resume_reproduces(tiny_models, out, full)
+
+
+SLOW_UPDATE = """
+import json, sys, time
+from pathlib import Path
+import safety_rlhf.trainer as t
+from safety_rlhf.cli import main
+
+phase, marker = {phase!r}, Path({marker!r})
+calls = []
+
+def stall():
+    # update 2 is slow: say so, then sleep (in short naps, as a long GPU phase would hand control back)
+    marker.write_text(phase)
+    for _ in range(30000):
+        time.sleep(0.01)
+
+if phase == "generation":
+    real_generate = t.rollout.generate
+    def generate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # update 2's rollout
+            stall()
+        return real_generate(*args, **kwargs)
+    t.rollout.generate = generate
+else:
+    real_loss = t.SafetyPPOTrainer.micro_batch_loss
+    def micro_batch_loss(self, *args, **kwargs):
+        if self.update == 1:
+            calls.append(1)
+            if len(calls) == 2:  # update 2's second mini-batch: after the optimizer step of its first one
+                stall()
+        return real_loss(self, *args, **kwargs)
+    t.SafetyPPOTrainer.micro_batch_loss = micro_batch_loss
+raise SystemExit(main(json.loads({args!r})))
+"""
+
+
+@pytest.mark.parametrize("phase", ["generation", "ppo_epochs"])
+def test_a_signal_in_the_middle_of_a_slow_update_stops_within_seconds_and_resume_reproduces_the_run(
+    tiny_models, tmp_path, phase
+):
+    full = tmp_path / "full"
+    assert main(ppo_args(tiny_models, full)) == 0
+
+    out, marker = tmp_path / "stopped", tmp_path / "in-update-2"
+    script = SLOW_UPDATE.format(phase=phase, marker=str(marker), args=json.dumps(ppo_args(tiny_models, out)))
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), "update 2 never started"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)  # update 2 would take 300 s more
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        kill_group(proc)
+    assert proc.returncode == PREEMPTED_EXIT_CODE, err[-3000:]
+    assert took < 10, f"the run took {took:.1f} s to stop"
+    assert len(metrics(out)) == 1
+    assert [p.name for p in sorted_checkpoints(out)] == ["checkpoint-1"]  # written at the stop (save_steps 0)
+    last = err.strip().splitlines()[-1]
+    assert "stopped by SIGTERM after update 1 of 4 (update 2 abandoned)" in last, last
+    assert "Traceback" not in err
+
+    # In the ppo_epochs case update 2 had already taken an optimizer step and drawn random numbers: checkpoint-1 holds
+    # the state from before it, so the resumed run is the uninterrupted one, to its final weights.
+    assert_resume_reproduces(tiny_models, out, full)
+    weights = sorted(p.name for p in full.glob("*.safetensors"))
+    assert weights and weights == sorted(p.name for p in out.glob("*.safetensors"))
+    for name in weights:
+        final, again = load_file(full / name), load_file(out / name)
+        assert final.keys() == again.keys()
+        for key in final:
+            torch.testing.assert_close(again[key], final[key], rtol=1e-4, atol=1e-6, msg=key)
 
 
 KILL_DURING_SAVE = """

@@ -11,7 +11,13 @@ from helpers import CrashAfter, build, length_cost, length_reward
 
 from safety_rlhf import SafetyRLHFError
 from safety_rlhf.config import SafetyPPOConfig
-from safety_rlhf.ppo_core import LagrangeMultiplier, compute_gae, lagrangian_advantages, token_costs
+from safety_rlhf.ppo_core import (
+    LOG_LAMBDA_BOUND,
+    LagrangeMultiplier,
+    compute_gae,
+    lagrangian_advantages,
+    token_costs,
+)
 from safety_rlhf.trainer import COST_WINDOW_FILE, STATE_FILE
 
 D = torch.float64
@@ -76,6 +82,64 @@ def test_lagrangian_advantage_by_hand():
     assert torch.equal(lagrangian_advantages(reward_adv, cost_adv, 0.0), reward_adv)  # lambda = 0: plain PPO
     with pytest.raises(ValueError, match="must be >= 0"):
         lagrangian_advantages(reward_adv, cost_adv, -0.1)
+
+
+def test_lagrangian_advantage_stays_finite_for_every_lambda():
+    """safe-rlhf's (A_r - lambda A_c) / (1 + lambda) is inf / inf = nan at lambda = inf and loses A_r's digits long
+    before; the weighted form tends to -A_c."""
+    reward_adv = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    cost_adv = torch.tensor([[0.5, 1.0], [-1.0, 2.0]])
+    assert torch.equal(lagrangian_advantages(reward_adv, cost_adv, math.inf), -cost_adv)
+    for lam in (1e30, float(torch.finfo(torch.float32).max), 1e300):
+        got = lagrangian_advantages(reward_adv, cost_adv, lam)
+        assert torch.isfinite(got).all() and torch.allclose(got, -cost_adv), lam
+    for lam in (0.25, 3.0, 1e6):  # the same numbers as safe-rlhf's form where that one is finite
+        expected = (reward_adv.double() - lam * cost_adv.double()) / (1 + lam)
+        assert torch.allclose(lagrangian_advantages(reward_adv, cost_adv, lam).double(), expected, atol=1e-6), lam
+    with pytest.raises(ValueError, match="must be >= 0, got nan"):
+        lagrangian_advantages(reward_adv, cost_adv, math.nan)
+
+
+def test_the_multiplier_stays_within_float32_and_says_when_it_saturates():
+    """An unreachable threshold: each step is lr * (J_c - threshold) * lambda, so lambda explodes (safe-rlhf's rule
+    reaches inf in two steps here); it stops at float32's largest value, finite, and comes back down from there."""
+    multiplier = LagrangeMultiplier(lambda_init=1.0, lr=0.5, threshold=-100.0)
+    multiplier.step(1.0, 0)
+    assert not multiplier.saturated and multiplier.value == pytest.approx(math.exp(50.5))
+    unbounded = 50.5 + 0.5 * 101.0 * math.exp(50.5)  # log(lambda) after step 2 of the unbounded rule
+    assert torch.tensor(unbounded, dtype=D).exp().isinf()
+    for step in (1, 2, 3):
+        multiplier.step(1.0, step)
+        assert multiplier.saturated
+        assert multiplier.value == pytest.approx(float(torch.finfo(torch.float32).max), rel=1e-6)
+    multiplier.threshold = 200.0  # now far below: lambda falls, and stops at the bound's other side, still > 0
+    multiplier.step(1.0, 4)
+    assert not multiplier.saturated
+    assert float(multiplier.log_lambda.detach()) == pytest.approx(-LOG_LAMBDA_BOUND) and multiplier.value > 0
+    capped = LagrangeMultiplier(lambda_init=1.0, lr=0.5, threshold=-100.0, lambda_max=1e10)
+    for step in range(3):
+        capped.step(1.0, step)
+    assert capped.value == pytest.approx(1e10) and not capped.saturated  # lambda_max set: that is the user's bound
+
+
+def test_ppo_lag_with_an_unreachable_threshold_stays_finite_and_says_why_lambda_saturated(tiny_models, tmp_path,
+                                                                                         capsys):  # fmt: skip
+    trainer = build(tiny_models, tmp_path, algorithm="ppo_lag", lambda_lr=0.5, threshold=-100.0, max_steps=4)
+    history = trainer.train()
+    assert [m["nonfinite_update"] for m in history] == [0, 0, 0, 0]
+    for key in ("objective/scores", "loss/policy_avg", "loss/value_avg", "loss/cost_value_avg", "lagrangian/lambda"):
+        assert all(math.isfinite(m[key]) for m in history), key
+    assert [m["lagrangian/saturated"] for m in history] == [0, 1, 1, 1]
+    assert history[-1]["lagrangian/lambda"] == pytest.approx(float(torch.finfo(torch.float32).max), rel=1e-6)
+    err = capsys.readouterr().err
+    assert err.count("reached float32's largest value") == 1  # said once, at update 2
+    assert "update 2: the Lagrange multiplier lambda reached" in err and "raise threshold or set lambda_max" in err
+    # Were a loss to go non-finite now, the error names the saturation beside the usual suspects.
+    with pytest.raises(
+        SafetyRLHFError, match="non-finite reward or loss.*reached float32's largest value.*lambda_max"
+    ):
+        for _ in range(trainer.args.max_nonfinite_updates):
+            trainer.count_nonfinite(False)
 
 
 def test_token_costs_and_cost_gae_by_hand():
