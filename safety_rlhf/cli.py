@@ -4,6 +4,7 @@ Each verb is one function `main(*dataclasses)`; YAML gives the defaults, the com
 unknown key fails naming the key (TRL's `TrlParser`). Under accelerate: `accelerate launch -m safety_rlhf.cli ppo ...`.
 """
 
+import os
 import sys
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -86,6 +87,13 @@ def usage(verbs: dict) -> str:
     return "\n".join(lines)
 
 
+def exit_at_once(code: int) -> None:
+    """End the process with `code` now, output flushed, without the interpreter's teardown (destructors, atexit)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     from trl import TrlParser
 
@@ -123,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         entry(*args)
     except SafetyRLHFError as err:
         print(f"safety-rlhf {verb}: {'error: ' if err.exit_code == 2 else ''}{err}", file=sys.stderr)
+        if getattr(err, "exit_at_once", False):  # trainer.CollectiveFailed: no teardown of a broken process group
+            exit_at_once(err.exit_code)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"safety-rlhf {verb}: interrupted (a second Ctrl-C): stopped at once", file=sys.stderr)

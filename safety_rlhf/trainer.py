@@ -72,6 +72,15 @@ class Preempted(SafetyRLHFError):
     exit_code = PREEMPTED_EXIT_CODE
 
 
+class CollectiveFailed(SafetyRLHFError):
+    """A collective operation failed (a peer crashed or stalled past `ddp_timeout`). The process group cannot be torn
+    down cleanly then: gloo's worker threads, still bound to the lost peer, can abort the interpreter at exit
+    ("terminate called without an active exception", SIGABRT instead of exit status 2), so the entry point leaves
+    with `os._exit` once the error is printed (`exit_at_once`)."""
+
+    exit_at_once = True
+
+
 class UpdateAbandoned(BaseException):
     """Raised by the stop handler inside an update, so the update in flight ends at once. A `BaseException`, as
     `KeyboardInterrupt` is: no `except Exception` on the way (generation, a reward callable) can swallow it."""
@@ -528,7 +537,7 @@ class SafetyPPOTrainer:
             if acc.num_processes == 1 or not any(word in text for word in COLLECTIVE_ERRORS):
                 raise
             first = " ".join(text.split())[:300]
-            raise SafetyRLHFError(
+            raise CollectiveFailed(
                 f"update {self.update + 1}: a collective operation failed on rank {acc.process_index} of "
                 f"{acc.num_processes} ({first}); another process crashed or stalled longer than ddp_timeout="
                 f"{self.args.ddp_timeout}s: read its log, and raise ddp_timeout if a step legitimately takes longer"

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import length_cost, length_reward, make_dataset, model_args  # noqa: E402
 
 from safety_rlhf import SafetyRLHFError  # noqa: E402
+from safety_rlhf.cli import exit_at_once  # noqa: E402
 from safety_rlhf.config import SafetyPPOConfig  # noqa: E402
 from safety_rlhf.critics import RewardAndCostCritics  # noqa: E402
 from safety_rlhf.models import load_policy, load_tokenizer, load_value_model  # noqa: E402
@@ -124,4 +125,6 @@ if __name__ == "__main__":
         main(*sys.argv[1:4])
     except SafetyRLHFError as err:
         print(f"error: {err}", file=sys.stderr)
+        if getattr(err, "exit_at_once", False):  # as the CLI does: no teardown of a broken process group
+            exit_at_once(2)
         sys.exit(2)

@@ -100,6 +100,31 @@ def test_nonexistent_model_path(tmp_path, tiny_models, capsys):
     assert code == 2 and "missing-model" in err and "does not exist" in err
 
 
+def test_a_failed_collective_exits_2_without_the_interpreter_teardown(tmp_path, capsys, monkeypatch):
+    """After a collective failed, gloo's threads can abort the interpreter's teardown (SIGABRT instead of 2): the CLI
+    prints the error, then leaves with os._exit(2)."""
+    import safety_rlhf.cli as cli
+    from safety_rlhf.trainer import CollectiveFailed
+
+    verbs = cli._verbs()
+
+    def entry(*args):
+        raise CollectiveFailed("update 2: a collective operation failed on rank 0 of 2 (Timed out)")
+
+    class Exited(Exception):
+        pass
+
+    def os_exit(code):
+        raise Exited(code)
+
+    monkeypatch.setattr(cli, "_verbs", lambda: {"ppo": (verbs["ppo"][0], entry, "")})
+    monkeypatch.setattr(cli.os, "_exit", os_exit)
+    with pytest.raises(Exited) as exited:
+        cli.main(["ppo", "--output_dir", str(tmp_path / "run")])
+    assert exited.value.args == (2,)
+    assert "safety-rlhf ppo: error: update 2: a collective operation failed" in capsys.readouterr().err
+
+
 def test_data_verb_counts_labels_and_categories(capsys):
     assert main(["data", "--dataset_name", "bundled", "--kind", "prompts"]) == 0
     out = capsys.readouterr().out
