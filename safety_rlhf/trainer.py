@@ -459,7 +459,7 @@ class SafetyPPOTrainer:
             if received and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             received.append(name)
-            if self.in_update and self.accelerator.num_processes == 1:
+            if self.in_update and self.abandons_updates:
                 self.in_update = False
                 print(f"\nreceived {name}: abandoning update {self.update + 1}", file=sys.stderr, flush=True)
                 raise UpdateAbandoned(name)
@@ -477,13 +477,19 @@ class SafetyPPOTrainer:
             for sig, old in previous.items():
                 signal.signal(sig, old)
 
+    @property
+    def abandons_updates(self) -> bool:
+        """Whether a stop signal abandons the update in flight: on one process. Several processes finish it first, so
+        that no process waits in a collective for one that left."""
+        return self.accelerator.num_processes == 1
+
     @contextmanager
     def abandonable(self, received: list):
         """The update run inside may be abandoned by a stop signal (the handler raises `UpdateAbandoned`); one that
         came just before it starts abandons it at once."""
         self.in_update = True
         try:
-            if received and self.accelerator.num_processes == 1:
+            if received and self.abandons_updates:
                 raise UpdateAbandoned(received[0])
             yield
         finally:
@@ -989,7 +995,7 @@ class SafetyPPOTrainer:
         the middle of the update puts back (`restore`). None where no update is abandoned (several processes) or
         where checkpoint-N already holds that state. Costs one copy of the trainable tensors and their optimizer
         state per update: 180 MB for the SmolLM2 recipe (0.02 s), about 0.6 GB for the 7B QLoRA one."""
-        if self.accelerator.num_processes > 1:
+        if not self.abandons_updates:
             return None
         if (Path(self.args.output_dir) / f"checkpoint-{self.update}" / STATE_FILE).is_file():
             return None
