@@ -63,7 +63,7 @@ import-gguf:
 # SmolLM2's own greedy answers to the train prompts: the input of its sft.yaml (own_answers) and reward.yaml
 # (real_responses) recipes.
 sample:
-	$(BIN)/safety-rlhf sample --model_name_or_path models/smollm2-135m-instruct --splits train --decodings greedy \
+	$(BIN)/safety-rlhf sample --model_name_or_path models/smollm2-135m-instruct --splits train --decodings greedy --dtype native \
 		--batch_size 80 --output runs/smollm2-135m/own_responses.jsonl $(ARGS)
 
 data:
@@ -104,18 +104,25 @@ bench-peer:
 # ARGS go to both scripts of every scenario; one SmolLM2 update takes minutes on 2 cores.
 BENCH = $(BIN)/python benchmarks/compare.py --rounds $(ROUNDS) --peer_python $(PEER_VENV)/bin/python
 SMOLLM2 ?= models/smollm2-135m-instruct
+TINY_SFT_BENCH = --policy_path tiny-sft --stop_token eos --prompt_length 96 --response_length 48 --updates 8 --warmup_updates 2
+SMOLLM2_BENCH = --policy_path $(SMOLLM2) --use_peft --stop_token eos --prompt_length 64 --response_length 64 \
+	--updates 1 --warmup_updates 0 --ours_variant "--trainable_layers 8"
+BENCH_FILES = $(foreach s,worst-case tiny-sft smollm2,runs/bench/$(s).json runs/bench/$(s)-bf16.json)
+# Every scenario twice: fp32, then both trainers in bf16 (--bf16); the table at the end puts the ratios side by side.
 bench:
 	test -x $(PEER_VENV)/bin/python || $(MAKE) bench-peer
 	$(BENCH) --out runs/bench/worst-case.json $(ARGS)
-	$(BENCH) --policy_path tiny-sft --stop_token eos --prompt_length 96 --response_length 48 --updates 8 \
-		--warmup_updates 2 --out runs/bench/tiny-sft.json $(ARGS)
+	$(BENCH) --bf16 --out runs/bench/worst-case-bf16.json $(ARGS)
+	$(BENCH) $(TINY_SFT_BENCH) --out runs/bench/tiny-sft.json $(ARGS)
+	$(BENCH) $(TINY_SFT_BENCH) --bf16 --out runs/bench/tiny-sft-bf16.json $(ARGS)
 	$(MAKE) bench-smollm2
+	$(BENCH) --table $(BENCH_FILES)
 
 bench-smollm2:
 	test -x $(PEER_VENV)/bin/python || $(MAKE) bench-peer
 	test -f $(SMOLLM2)/config.json || $(MAKE) import-gguf
-	$(BENCH) --policy_path $(SMOLLM2) --use_peft --stop_token eos --prompt_length 64 --response_length 64 \
-		--updates 1 --warmup_updates 0 --ours_variant "--trainable_layers 8" --out runs/bench/smollm2.json $(ARGS)
+	$(BENCH) $(SMOLLM2_BENCH) --out runs/bench/smollm2.json $(ARGS)
+	$(BENCH) $(SMOLLM2_BENCH) --bf16 --out runs/bench/smollm2-bf16.json $(ARGS)
 
 clean:
 	rm -rf runs/ models/ .pytest_cache/ .ruff_cache/

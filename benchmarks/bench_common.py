@@ -55,6 +55,13 @@ def parser(description: str) -> argparse.ArgumentParser:
         default=None,
         help="Stop at EOS (default: every response runs to --response_length).",
     )
+    add(
+        "--bf16",
+        action="store_true",
+        help="Both in bf16, as `dtype: native` runs: frozen weights (the policy's base under --use_peft, the reward "
+        "model) loaded in bf16, trained ones (LoRA, a fully trained policy or critic) fp32, all under bf16 autocast; "
+        "utilisation is then against the bf16 matmul peak.",
+    )
     add("--updates", type=int, default=3, help="Timed PPO updates.")
     add("--warmup_updates", type=int, default=1, help="Untimed updates before them.")
     add("--learning_rate", type=float, default=3e-6)
@@ -98,7 +105,7 @@ def shared_config(args) -> dict:
         save_strategy="no",
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
+        bf16=args.bf16,
         seed=args.seed,
         disable_tqdm=True,
     )
@@ -197,6 +204,7 @@ class UpdateClock:
                     "num_mini_batches",
                     "use_peft",
                     "load_in_4bit",
+                    "bf16",
                     "policy_path",
                     "stop_token",
                     "seed",
@@ -226,13 +234,20 @@ def count_response_tokens(responses: torch.Tensor, stop_token_id: int | None) ->
     return int(response_lengths(responses, stop_token_id).sum())
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """What this machine's matrix products reach now: the best of `repeats` fp32 (n, n) @ (n, n) products, in
+def weight_dtypes(args) -> tuple:
+    """(policy, reward) load dtypes: under --bf16 the frozen weights are bf16 (the policy's base only with LoRA)."""
+    if not args.bf16:
+        return torch.float32, torch.float32
+    return (torch.bfloat16 if args.use_peft else torch.float32), torch.bfloat16
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """What this machine's matrix products reach now: the best of `repeats` (n, n) @ (n, n) products in `dtype`, in
     GFLOP/s (2 n^3 FLOPs each), with torch's threads as the benchmark runs them. The best, not the median: the
     peak is what a product can reach, and a busy machine only ever lowers it."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b  # warm-up: thread pool, allocator
     best = float("inf")
     for _ in range(repeats):

@@ -6,6 +6,9 @@
 Each run is a fresh process (same models, data, settings and seed); rounds alternate ours and the peer so that a
 slow spell of the machine hits both. Prints every JSON line, then one summary line; with `--out`, writes them all.
 
+`--bf16` (passed to both) runs both in bf16; `--table FILE...` prints one line per earlier `--out` file (fp32 and bf16
+side by side in `make bench`).
+
 `--ours_variant "FLAGS"` adds a third run per round, ours with FLAGS on top (e.g. `--trainable_layers 8`, which
 changes the training and so is never the equal-settings figure); the summary gives its samples/s against ours and
 against the peer separately.
@@ -52,6 +55,7 @@ def summarize(ours: list[dict], peer: list[dict], variant: list[dict] | None = N
     out["peak_rss_ratio"] = out["ours_peak_rss_mib"] / out["peer_peak_rss_mib"]
     if "utilisation/update" in ours[0]:
         out["ours_utilisation_update"] = median(ours, "utilisation/update")
+        out["peak_gflops"] = median(ours, "peak_gflops")  # fp32 or bf16, as the runs computed
     if variant:
         out["variant_samples_per_s"] = median(variant, "samples_per_s")
         out["variant_peak_rss_mib"] = median(variant, "peak_rss_mib")
@@ -64,6 +68,21 @@ def summarize(ours: list[dict], peer: list[dict], variant: list[dict] | None = N
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
+def table(paths: list[str]) -> str:
+    """One line per `--out` file of earlier runs: precision, ours and peer samples/s, their ratio, utilisation."""
+    rows = ["scenario | precision | ours samples/s | TRL 1.12 samples/s | ratio ours/peer | ours utilisation (peak)"]
+    for path in paths:
+        if not Path(path).is_file():
+            sys.exit(f"no benchmark results at {path}; run the scenario first (make bench)")
+        runs = json.loads(Path(path).read_text())
+        s, bf16 = runs["summary"], runs["ours"][0]["settings"].get("bf16", False)
+        util = s.get("ours_utilisation_update")
+        util = f"{util:.1%} of {s['peak_gflops']:.0f} GFLOP/s" if util is not None else "n/a"
+        rows.append(f"{Path(path).stem} | {'bf16' if bf16 else 'fp32'} | {s['ours_samples_per_s']:.3f} | "
+                    f"{s['peer_samples_per_s']:.3f} | {s['speedup']:.2f}x | {util}")  # fmt: skip
+    return "\n".join(rows)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -71,7 +90,11 @@ def main(argv=None) -> dict:
     p.add_argument("--peer_python", default=".venv-peer/bin/python", help="The peer's virtualenv (make bench-peer).")
     p.add_argument("--out", default=None, help="Also write every line and the summary to this JSON file.")
     p.add_argument("--ours_variant", default="", help="Ours only, a third run per round with these flags on top.")
+    p.add_argument("--table", nargs="+", default=None, help="Only print the table of these earlier --out files.")
     args, flags = p.parse_known_args(argv)
+    if args.table:
+        print(table(args.table))
+        return {}
     if not Path(args.peer_python).is_file():
         sys.exit(f"no peer python at {args.peer_python}; run `make bench-peer` first (installs trl==1.12.0)")
     if args.rounds < 1:

@@ -196,9 +196,10 @@ def main(argv=None) -> dict:
 
     set_seed(args.seed)
     models = Path(args.models_dir)
+    policy_dtype, reward_dtype = bench_common.weight_dtypes(args)
     model_args = ModelConfig(
         model_name_or_path=str(models / "policy"),
-        dtype="float32",
+        dtype=str(policy_dtype).removeprefix("torch."),
         use_peft=args.use_peft,
         lora_r=LORA_R,
         lora_alpha=32,
@@ -225,9 +226,9 @@ def main(argv=None) -> dict:
     dataset = Dataset.from_dict({"input_ids": prompts, "prompt": tokenizer.batch_decode(prompts)})
     policy = load_policy(model_args, tokenizer, gradient_checkpointing=False, trainable_layers=args.trainable_layers)
     value = load_value_model(str(models / "policy"), model_args, tokenizer, gradient_checkpointing=False)
-    reward = SafetyRewardModel.from_pretrained(str(models / "reward"))
+    reward = SafetyRewardModel.from_pretrained(str(models / "reward"), dtype=reward_dtype)
     trainer = SafetyPPOTrainer(training_args, tokenizer, policy, value, reward, dataset)
-    peak_gflops = bench_common.matmul_peak_gflops()
+    peak_gflops = bench_common.matmul_peak_gflops(dtype=torch.bfloat16 if args.bf16 else torch.float32)
 
     clock = bench_common.UpdateClock(args.warmup_updates, trainer.accelerator.device)
     generate = rollout.generate

@@ -61,6 +61,7 @@ from safety_rlhf.config import (
     save_config,
 )
 from safety_rlhf.models import check_model_folder, keep_4bit_layers_trainable, weights_kwargs
+from safety_rlhf.precision import resolve as resolve_precision
 
 from .model import SafetyCostModel, SafetyRewardModel, encode
 from .refusal import COMPLIANCE, PARTIAL_REFUSAL
@@ -543,6 +544,7 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
     """Train, save a model `SafetyRewardModel.from_pretrained` loads, and return the metrics written to eval.json."""
     output_dir = Path(training_args.output_dir)
     check_output_dir(output_dir, script_args.overwrite_output_dir, training_args.resume_from_checkpoint)
+    resolve_precision(model_args, training_args, what=f"{training_args.objective} model")
     scorer = SafetyCostModel if training_args.objective == "cost" else SafetyRewardModel
 
     # Dataset: everything that can fail on bad input runs before the first byte is written to output_dir.

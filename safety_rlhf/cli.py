@@ -19,10 +19,9 @@ class DataArguments:
 
 def _verbs() -> dict:
     """verb -> (dataclass types, entry point); imports are deferred so `--help` stays fast."""
-    from trl import ModelConfig
-
     from reward.train import SafetyRewardConfig
 
+    from .config import ModelArguments as ModelConfig
     from .config import SafetyPPOConfig, ScriptArguments
     from .demo import DemoArguments
     from .evaluate import EvalArguments

@@ -18,10 +18,27 @@ from pathlib import Path
 
 import yaml
 from transformers import TrainingArguments
+from trl import ModelConfig
 
 from . import SafetyRLHFError
+from .precision import DTYPE_CHOICES
 
 CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class ModelArguments(ModelConfig):
+    """TRL's `ModelConfig` with one more `dtype`: `native`, bf16 where the run's device computes it natively (a CPU
+    with AVX512-BF16 or AMX, a GPU from Ampere on) and fp32 elsewhere (`safety_rlhf.precision`)."""
+
+    dtype: str | None = field(
+        default="float32",
+        metadata={
+            "help": "Dtype to load the model in: native (bf16 where the device computes it natively, else fp32), "
+            "auto (the checkpoint's), bfloat16, float16 or float32.",
+            "choices": list(DTYPE_CHOICES),
+        },
+    )
 
 
 @dataclass
@@ -320,8 +337,8 @@ class SafetyPPOConfig(TrainingArguments):
             the policy; `False` recomputes them with a full forward pass; `None` reads them only where the policy
             computes in fp32 (no `bf16`/`fp16`, a float32 model). The KV-cached decode and the full forward are equal
             in fp32 (within 1e-6) and differ in bf16: up to 0.032 per token on a tiny bf16 model on the CPU, where
-            reading them gave `objective/kl` -0.039 at the first update (the policy still equals the reference) and
-            recomputing gave 0 and a first PPO ratio of 1; on an H200 the 7B QLoRA recipe (bf16 compute), reading
+            reading them gave `objective/kl` -0.039 at the first update (the policy still equals the reference; 8e-5
+            since the rollout's log-softmax runs in fp32) and recomputing gave 0 and a first PPO ratio of 1; on an H200 the 7B QLoRA recipe (bf16 compute), reading
             them, showed `objective/kl` 1.27 per sequence and a clip fraction of 0.039 there (benchmarks/README.md,
             GPU).
         local_rollout_forward_batch_size (`int`, *optional*, defaults to `64`): chunk size of generation and of

@@ -26,9 +26,10 @@ Departures and choices:
     2. With `critic_layers` K' < `trainable_layers` K, `PrefixCritic` copies the policy's top K' layers (L-K' .. L-1)
        and runs them on the state entering layer L-K: it skips the K-K' layers between, as a residual stream
        tolerates, and trains from there. K' = K (the default) gives at initialisation the policy's own top function.
-    3. `PrefixCritic`'s copies are taken from the policy's base weights (LoRA wrappers dropped) and are trainable in
-       full, in the policy's dtype; 4-bit (bitsandbytes) layers are dequantized to their compute dtype, so K' layers
-       of a 7B model cost their bf16 weights plus AdamW state (about 8 bytes a parameter): keep K' small there.
+    3. `PrefixCritic`'s copies are taken from the policy's base weights (LoRA wrappers dropped; 4-bit bitsandbytes
+       layers dequantized) and are trainable in full, in fp32 whatever the policy's dtype (under bf16 autocast they
+       compute in bf16): K' layers of a 7B model cost their fp32 weights, gradients and AdamW state (16 bytes a
+       parameter): keep K' small there.
 """
 
 import copy
@@ -50,6 +51,13 @@ def zero_head(hidden_size: int) -> torch.nn.Linear:
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)
     return head
+
+
+def read_head(head: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
+    """Values (B, R) from a value head, computed in its own dtype (fp32) even under bf16 autocast: a bf16 value would
+    round the returns it regresses on to 1/256 of their size."""
+    with torch.autocast(hidden.device.type, enabled=False):
+        return head(hidden.to(head.weight.dtype)).squeeze(-1)
 
 
 def save_state(module: torch.nn.Module, path) -> None:
@@ -77,7 +85,7 @@ class ValueModel(torch.nn.Module):
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
         hidden = hidden[:, -response_length - 1 : -1]  # (B, R, d)
-        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+        return read_head(self.head, hidden)
 
     def save_pretrained(self, path) -> None:
         self.backbone.save_pretrained(path)
@@ -110,7 +118,7 @@ class SharedValueHead(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids, response_length: int, hidden=None, trunk=None):
         trunk = trunk[:, -response_length - 1 : -1]  # (B, R, d)
-        return self.head(trunk.to(self.head.weight.dtype)).squeeze(-1)
+        return read_head(self.head, trunk)
 
     def save_pretrained(self, path) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
@@ -136,8 +144,10 @@ class PrefixCritic(torch.nn.Module):
         n_layers = len(self.split.layers)
         self.critic_layers = critic_layers or trainable_layers
         self.indices = range(n_layers - self.critic_layers, n_layers)
-        self.layers = torch.nn.ModuleList(trainable_copy(self.split.layers[i]) for i in self.indices)
-        self.norm = trainable_copy(self.split.norm)
+        # Trained weights stay fp32 whatever the policy's dtype: under bf16 autocast they compute in bf16, and AdamW
+        # updates fp32 masters (a bf16 weight rounds away updates below 1/256 of its size).
+        self.layers = torch.nn.ModuleList(trainable_copy(self.split.layers[i]).float() for i in self.indices)
+        self.norm = trainable_copy(self.split.norm).float()
         self.head = zero_head(self.split.config.hidden_size)
 
     def forward(self, input_ids, attention_mask, position_ids, response_length: int, hidden=None, trunk=None):
@@ -147,7 +157,7 @@ class PrefixCritic(torch.nn.Module):
         layers = dict(zip(self.indices, self.layers, strict=True))
         hidden = self.split.run_layers(hidden, self.indices, attention_mask, position_ids, layers=layers)
         hidden = self.norm(hidden[:, -response_length - 1 : -1])  # (B, R, d)
-        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+        return read_head(self.head, hidden)
 
     def save_pretrained(self, path) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)

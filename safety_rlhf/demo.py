@@ -29,6 +29,7 @@ from rich.table import Table
 
 from . import SafetyRLHFError
 from .config import check_output_dir
+from .precision import DTYPE_CHOICES, NATIVE, describe
 
 RECIPES_ROOT = Path(__file__).resolve().parents[1] / "recipes"
 RECIPES = RECIPES_ROOT / "tiny"
@@ -71,6 +72,13 @@ class DemoArguments:
         default=None, metadata={"help": "PPO updates, replacing the recipe's max_steps (24 in both SmolLM2 recipes)."}
     )
     eval_batch_size: int = field(default=80, metadata={"help": "Prompts per generate call in the evaluations."})
+    dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "Every stage's dtype, replacing the recipes' (SmolLM2: native, bf16 where the CPU computes it "
+            "natively, else fp32; tiny: float32); --dtype float32 gives the fp32 demo."
+        },
+    )
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing demo folder."})
 
     def __post_init__(self):
@@ -78,6 +86,8 @@ class DemoArguments:
             raise SafetyRLHFError(f"model={self.model!r} has no demo; use one of: {', '.join(MODELS)}")
         if self.algorithm not in ALGORITHMS:
             raise SafetyRLHFError(f"algorithm={self.algorithm!r} has no demo; use one of: {', '.join(ALGORITHMS)}")
+        if self.dtype is not None and self.dtype not in DTYPE_CHOICES:
+            raise SafetyRLHFError(f"dtype={self.dtype!r} is not supported; use one of: {', '.join(DTYPE_CHOICES)}")
         if self.ppo_max_steps is not None and self.ppo_max_steps < 1:
             raise SafetyRLHFError(f"ppo_max_steps={self.ppo_max_steps} must be at least 1 (or unset: the recipe's)")
         if self.recipes_dir is None:
@@ -95,12 +105,11 @@ def parse(types: list, recipe: Path, **overrides) -> tuple:
 
 
 def main(args: DemoArguments) -> dict:
-    from trl import ModelConfig
-
     from reward.train import SafetyRewardConfig
     from reward.train import main as train_reward
 
     from . import evaluate, ppo, sft
+    from .config import ModelArguments as ModelConfig
     from .config import SafetyPPOConfig, ScriptArguments
     from .evaluate import EvalArguments
     from .sft import MERGED_DIR, SafetySFTConfig
@@ -108,6 +117,9 @@ def main(args: DemoArguments) -> dict:
     out = check_output_dir(args.output_dir, args.overwrite_output_dir)
     recipes = Path(args.recipes_dir)
     over = {"overwrite_output_dir": "true"} if args.overwrite_output_dir else {}
+    if args.dtype:
+        over["dtype"] = args.dtype
+    generation_dtype = args.dtype or (NATIVE if args.model == "smollm2" else "float32")  # sample and eval stages
     timings, console = {}, Console()
     real = args.model == "smollm2"
 
@@ -128,6 +140,7 @@ def main(args: DemoArguments) -> dict:
             output=str(output),
             splits="train",
             batch_size=args.eval_batch_size,
+            dtype=generation_dtype,
             **fields,
         )
         stage(name, lambda: sample(settings))
@@ -177,7 +190,8 @@ def main(args: DemoArguments) -> dict:
     train_scorer("safety reward model", "reward.yaml", "reward", own)
 
     def parse_eval(data: dict | None = None, **fields) -> tuple:
-        fields = {"reward_model_path": out / "reward", "batch_size": args.eval_batch_size, **fields}
+        fields = {"reward_model_path": out / "reward", "batch_size": args.eval_batch_size, "dtype": generation_dtype,
+                  **fields}  # fmt: skip
         if real:
             fields.update(kl_reference=base, max_new_tokens=48)  # answers long enough to judge and measure
         fields = {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
@@ -258,8 +272,9 @@ def main(args: DemoArguments) -> dict:
         summary["before" + suffix] = {k: result["baseline"].get(k) for k, _ in HEADLINE}
         summary["after" + suffix] = {k: result.get(k) for k, _ in HEADLINE}
     summary.update(
-        seconds=timings, total_seconds=round(sum(timings.values()), 1), report=str(out / "eval" / "report.md")
-    )
+        seconds=timings, total_seconds=round(sum(timings.values()), 1), machine=describe(cpu=True),
+        report=str(out / "eval" / "report.md"),
+    )  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print_summary(console, summary)
     return summary
@@ -282,5 +297,5 @@ def print_summary(console: Console, summary: dict) -> None:
                 label, *(f"{v:.3f}" if isinstance(v, float) else "n/a" if v is None else str(v) for v in values)
             )
         console.print(table)
-    console.print(f"stage times (s): {summary['seconds']}; total {summary['total_seconds']} s")
+    console.print(f"stage times (s): {summary['seconds']}; total {summary['total_seconds']} s on {summary['machine']}")
     console.print(f"report: {summary['report']}")

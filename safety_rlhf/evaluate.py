@@ -37,6 +37,7 @@ import torch
 from . import SafetyRLHFError, rollout
 from .config import ScriptArguments, check_fields, check_output_dir, save_config
 from .models import DTYPES, check_fits, load_eval_tokenizer, load_model, local_model_path
+from .precision import NATIVE, native_dtype
 from .report import (
     EVAL_FILE,
     METRICS_FILE,
@@ -89,7 +90,9 @@ class EvalArguments:
         output_dir (`str`):
             Where `eval.json`, `report.md` and the plots go.
         dtype (`str`, *optional*, defaults to `"float32"`):
-            Weight dtype: `float32`, `bfloat16`, `float16` or `auto`.
+            Weight dtype: `float32`, `bfloat16`, `float16`, `auto` or `native` (bf16 where the device computes it
+            natively, else fp32; resolved here, so `eval.json` names the dtype used). The default stays fp32: the
+            same model gives the same metrics on every machine.
         kl_reference (`str` or `None`, *optional*, defaults to `None`):
             A model (folder or Hub id, same tokenizer) to measure each evaluated policy against: `kl_to_reference` is
             the mean over responses of the summed per-token KL(policy || reference) of the next-token distributions
@@ -118,7 +121,9 @@ class EvalArguments:
         default=1, metadata={"help": "Responses sampled per prompt (temperature > 0); rates count every response."}
     )
     output_dir: str | None = field(default=None, metadata={"help": "Output folder (required)."})
-    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16, float16 or auto."})
+    dtype: str = field(
+        default="float32", metadata={"help": "float32, bfloat16, float16, auto or native (bf16 where native)."}
+    )
     kl_reference: str | None = field(
         default=None,
         metadata={"help": "Model to measure each policy's KL against on its own responses (e.g. the start model)."},
@@ -143,6 +148,8 @@ class EvalArguments:
             )
         if self.dtype not in DTYPES:
             raise SafetyRLHFError(f"dtype={self.dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
+        if self.dtype == NATIVE:
+            self.dtype = native_dtype(cpu=not torch.cuda.is_available(), what="generation")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

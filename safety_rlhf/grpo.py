@@ -24,6 +24,7 @@ from trl import GRPOConfig, get_peft_config
 from . import SafetyRLHFError, data, ppo_core
 from .config import ScriptArguments, check_output_dir, save_config
 from .models import check_fits, load_policy, load_tokenizer, lora_on_top_layers
+from .precision import resolve as resolve_precision
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -175,6 +176,7 @@ def main(script_args: ScriptArguments, training_args: SafetyGRPOConfig, model_ar
     if training_args.use_vllm:
         raise SafetyRLHFError("use_vllm is not supported by `safety-rlhf grpo`; generation runs in transformers")
     check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, bool(resume))
+    resolve_precision(model_args, training_args, what="grpo")
     # Everything that can fail on bad input runs before the first byte is written to output_dir.
     check_reward_given(training_args.reward_model_path)
     tokenizer = load_tokenizer(model_args, training_args.trust_remote_code)

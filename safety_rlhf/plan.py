@@ -34,7 +34,7 @@ LoRA, with or without K.
 Critics (`critic`, `safety_rlhf.critics`): `separate` is a model of its own (`value_model_path` or the policy's base,
 LoRA'd like the policy, plus a head); `shared` is a head on the policy's trunk, so it adds only the head and no
 activations (the policy's forward gives the values); `prefix` is a trainable copy of the policy's top
-`critic_layers` K' layers and final norm in the compute dtype (weights, gradients and two AdamW moments) plus a
+`critic_layers` K' layers and final norm in fp32 (weights, gradients and two AdamW moments) plus a
 head, and stores the activations of its K' layers. The no-grad rollout passes are bounded by one layer of the
 largest model either way, so they do not change.
 
@@ -63,7 +63,7 @@ from .config import check_fields
 from .prefix_cache import check_trainable_layers
 
 GIB = 2**30
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "auto": 2, None: 4}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "auto": 2, "native": 2, None: 4}  # native: bf16 on a GPU
 # bitsandbytes NF4 with blocksize 64: 4 bits per weight plus the absmax constants, one per block of 64 (fp32, or 8-bit
 # with double quantization, which adds one fp32 constant per 256 blocks).
 NF4_BYTES = {False: 0.5 + 4 / 64, True: 0.5 + 1 / 64 + 4 / (64 * 256)}
@@ -349,12 +349,11 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     critic_layers = None  # = K', the prefix critic's layers
     if kind == "shared":  # a head on the policy's trunk: no model of its own
         critic = ModelMemory(head, head, 4 * head, 12 * head)
-    elif kind == "prefix":  # a trainable copy of the top K' layers and the final norm, in the compute dtype
+    elif kind == "prefix":  # a trainable copy of the top K' layers and the final norm, in fp32
         critic_layers = ppo_args.critic_layers or top
         copied = critic_layers * sum(p.numel() for p in policy_model.model.layers[-1].parameters())
         copied += policy_config.hidden_size  # the final norm
-        critic = ModelMemory(copied + head, copied + head, dtype_bytes * copied + 4 * head,
-                             3 * dtype_bytes * copied + 12 * head)  # fmt: skip
+        critic = ModelMemory(copied + head, copied + head, 4 * copied + 4 * head, 12 * copied + 12 * head)
     reference = 0.0 if lora_r else policy.weight_bytes  # LoRA: the same base with the adapter off
 
     p_dims, c_dims = decoder_dims(policy_config), decoder_dims(critic_config)
@@ -368,8 +367,10 @@ def estimate(script_args, ppo_args, model_args, plan_args: PlanArguments, micro=
     prefix = ppo_args.local_batch_size * seq * p_dims["H"] * act if top is not None else 0
 
     generation = kv_cache_bytes(p_dims, chunk * seq, act) + 3 * chunk * vocab * 4
-    # Under 4-bit the LM head is fp32 (`model_memory`): the no-grad passes, which run outside autocast, give fp32
-    # logits; the PPO epochs run under autocast, which keeps a compute-dtype copy of the head for the backward pass.
+    # Under 4-bit the LM head is fp32 (`model_memory`): the PPO epochs run under autocast, which keeps a compute-dtype
+    # copy of the head for the backward pass. The no-grad passes ran outside autocast (fp32 logits) when the H200
+    # figures in the module docstring were measured; they run under it since 2026-12-06 (logits in the compute dtype,
+    # log-softmax in fp32 one sequence at a time), so the fp32 term below is an upper bound, not re-measured on a GPU.
     head_fp32 = four_bit and act < 4
     rollout = (
         max(chunk * seq * (2 * d["H"] + d["I"] + 2 * d["KV"]) * act for d in (p_dims, c_dims, *scorer_dims))

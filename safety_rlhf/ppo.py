@@ -10,6 +10,7 @@ from . import SafetyRLHFError, data
 from .config import SafetyPPOConfig, ScriptArguments, check_output_dir, move_previous_checkpoints, save_config
 from .critics import PrefixCritic, RewardAndCostCritics, SharedValueHead
 from .models import check_fits, load_policy, load_tokenizer, load_value_model
+from .precision import resolve as resolve_precision
 from .prefix_cache import causal_lm_of
 from .trainer import SafetyPPOTrainer, check_checkpoint, find_checkpoint
 
@@ -66,6 +67,7 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
     if training_args.push_to_hub and not training_args.hub_model_id:
         raise SafetyRLHFError("push_to_hub is set but hub_model_id is not; pass --hub_model_id you/model-name")
     check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, bool(resume))
+    resolve_precision(model_args, training_args, what=training_args.algorithm)
     # Everything that can fail on bad input runs before the first byte is written to output_dir.
     tokenizer = load_tokenizer(model_args, training_args.trust_remote_code)
     prompts = data.load_prompts(

@@ -139,8 +139,19 @@ def response_logprobs(logits, responses, temperature: float, with_entropy: bool 
     """
     if vocab_size is not None and vocab_size < logits.shape[-1]:
         logits = logits[..., :vocab_size]
+    logprobs = None
+    if logits.dtype in (torch.bfloat16, torch.float16):
+        # Half-precision logits (the no-grad passes under autocast; every pass of a bf16 model without it; the PPO
+        # epochs under autocast get fp32 ones, as accelerate casts the prepared model's outputs): the log-softmax runs
+        # in fp32 all the same, one sequence at a time, so the rollout and the PPO epochs agree (the first ratio was
+        # 1.0011 with a bf16 log-softmax on one side) without an fp32 copy of the whole (B, R, V) tensor at once.
+        rows = [selective_log_softmax(row.float() / temperature, ids) for row, ids in zip(logits, responses)]
+        logprobs = torch.stack(rows)
+        if not with_entropy:
+            return logprobs
     logits = logits / temperature
-    logprobs = selective_log_softmax(logits, responses)
+    if logprobs is None:
+        logprobs = selective_log_softmax(logits, responses)
     if not with_entropy:
         return logprobs
     with nullcontext() if entropy_grad else torch.no_grad():

@@ -28,12 +28,15 @@ import json
 import time
 from dataclasses import dataclass, field
 
+import torch
+
 from reward.refusal import classify_refusal
 
 from . import SafetyRLHFError, data
 from .config import check_writable
 from .evaluate import EvalArguments, _generate  # the eval verb's generation, with the stop flags
 from .models import check_fits, load_model
+from .precision import NATIVE, native_dtype
 
 SPLITS = ("train", "eval", "heldout")
 DECODINGS = ("greedy", "sampled")
@@ -63,7 +66,7 @@ class SampleArguments:
         max_prompts (`int` or `None`, *optional*, defaults to `None`):
             Keep only the first prompts of each split (quick checks).
         dtype (`str`, *optional*, defaults to `"float32"`):
-            Weight dtype.
+            Weight dtype; `native`: bf16 where the device computes it natively, else fp32.
     """
 
     model_name_or_path: str = field(metadata={"help": "Policy folder or Hub id."})
@@ -77,7 +80,9 @@ class SampleArguments:
     seed: int = field(default=0, metadata={"help": "Seed set before each sampled generation."})
     batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
     max_prompts: int | None = field(default=None, metadata={"help": "Keep only the first prompts of each split."})
-    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16, float16 or auto."})
+    dtype: str = field(
+        default="float32", metadata={"help": "float32, bfloat16, float16, auto or native (bf16 where native)."}
+    )
 
     def __post_init__(self):
         for name, value, known in (("splits", self.splits, SPLITS), ("decodings", self.decodings, DECODINGS)):
@@ -86,6 +91,8 @@ class SampleArguments:
                 raise SafetyRLHFError(f"{name}={value!r}: {unknown or 'nothing'} is not one of {', '.join(known)}")
         if self.temperature <= 0:
             raise SafetyRLHFError(f"temperature={self.temperature} must be positive (the greedy decoding is separate)")
+        if self.dtype == NATIVE:
+            self.dtype = native_dtype(cpu=not torch.cuda.is_available(), what="sample")
 
 
 def load_split_prompts(split: str, max_prompts: int | None = None) -> list[dict]:

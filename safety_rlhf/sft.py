@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
+from transformers import AutoConfig, AutoModelForCausalLM
 from trl import SFTConfig, SFTTrainer, get_peft_config
 
 from . import SafetyRLHFError, data
 from .config import ScriptArguments, check_output_dir, check_training_fields, move_previous_checkpoints, save_config
-from .models import check_fits, load_policy, load_tokenizer
+from .models import check_fits, load_policy, load_tokenizer, weights_kwargs
+from .precision import resolve as resolve_precision
 
 MERGED_DIR = "merged"
 
@@ -162,6 +164,32 @@ def resolve_checkpoint(trainer: SFTTrainer, resume: str) -> str:
     return str(path)
 
 
+def merged_model(model, model_args, training_args, allow_pickle: bool = False):
+    """The trained adapter merged into its base. A base trained in bf16 (`dtype: native`) and saved as fp32 is reloaded
+    in fp32 for the merge, so the merged model keeps the checkpoint's precision plus the fp32 adapter's update (unless
+    a PAD row was added to the embeddings at load time: then the bf16 model is merged as it is)."""
+    import torch
+    from peft import PeftModel
+
+    saved = AutoConfig.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    saved_dtype = getattr(saved, "dtype", None) or getattr(saved, "torch_dtype", None)
+    loaded = next(model.get_base_model().parameters()).dtype
+    if loaded == torch.float32 or str(saved_dtype).replace("torch.", "") != "float32":
+        return model.merge_and_unload()
+    base = AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision, dtype=torch.float32,
+        trust_remote_code=training_args.trust_remote_code, **weights_kwargs(allow_pickle),
+    )  # fmt: skip
+    if base.get_input_embeddings().num_embeddings != model.get_input_embeddings().num_embeddings:
+        return model.merge_and_unload()  # the PAD row added at load time exists only in the trained model
+    fp32 = PeftModel.from_pretrained(base, training_args.output_dir)
+    return fp32.merge_and_unload()
+
+
 def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> SFTTrainer:
     merge = getattr(training_args, "merge_lora", False)
     if merge and not model_args.use_peft:
@@ -172,6 +200,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> 
             "--load_in_8bit or --merge_lora"
         )
     check_output_dir(training_args.output_dir, script_args.overwrite_output_dir, training_args.resume_from_checkpoint)
+    resolve_precision(model_args, training_args, what="sft")
     # Everything that can fail on bad input runs before the first byte is written to output_dir.
     if training_args.max_length is not None:
         check_fits(
@@ -214,6 +243,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> 
     tokenizer.save_pretrained(training_args.output_dir)
     if merge and trainer.accelerator.is_main_process:
         merged = Path(training_args.output_dir) / MERGED_DIR
-        trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(merged)
+        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+        merged_model(unwrapped, model_args, training_args, script_args.allow_pickle_weights).save_pretrained(merged)
         tokenizer.save_pretrained(merged)
     return trainer

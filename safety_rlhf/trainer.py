@@ -575,9 +575,11 @@ class SafetyPPOTrainer:
         maskf = mask.float()  # (B, R), R <= response_length
 
         # 2. Log-probs of the sampled tokens (policy and reference, logits / T) and values, without grad. With
-        # `trainable_layers`, the frozen bottom layers run once here and their output is kept for the PPO epochs.
+        # `trainable_layers`, the frozen bottom layers run once here and their output is kept for the PPO epochs. Under
+        # the same autocast as the PPO epochs' forward: with bf16 weights and fp32 LoRA (or a 4-bit model's fp32 head),
+        # a pass outside it computes those layers in fp32, and the first ratio was 1.0011 instead of 1 (tiny model).
         chunks = []
-        with timer("forward"):
+        with timer("forward"), acc.autocast():
             for s in range(0, queries.shape[0], chunk):
                 rows = slice(s, s + chunk)
                 chunks.append(rollout.logprobs_and_values(

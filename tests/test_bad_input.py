@@ -211,7 +211,7 @@ def test_yaml_values_of_the_wrong_type_all_in_one_line(tmp_path, prev, capsys):
                 names=f"{recipe}: learning_rate='1e-5x' is not a float, num_ppo_epochs='two' is not an int, ",
                 out=prev)  # fmt: skip
     assert err.endswith(
-        "dtype='float64' is not one of auto/bfloat16/float16/float32; command line: kl_coef='x' is not a float, "
+        "dtype='float64' is not one of native/auto/bfloat16/float16/float32; command line: kl_coef='x' is not a float, "
         "lr_scheduler_type='cosin' is not a valid choice (did you mean 'cosine'?); fix the values"
     )
     assert "bf16" not in err  # overridden on the command line by a good value

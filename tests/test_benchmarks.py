@@ -1,11 +1,13 @@
 """The benchmark scripts run and report consistent numbers (their speed is measured in benchmarks/, never here)."""
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +68,41 @@ def test_ppo_throughput_trainable_layers_counts_the_top_layers_only(tmp_path):
     assert {p: result[f"flops/{p}"] for p in flops.PHASES} == expected
     with pytest.raises(SystemExit, match="--use_peft"):
         ppo_throughput.main([*TINY, "--trainable_layers", "1"])
+
+
+def test_ppo_throughput_in_bf16_loads_the_frozen_base_in_bf16(tmp_path, monkeypatch):
+    from safety_rlhf import models
+
+    loaded = []
+    load = models.load_policy
+    monkeypatch.setattr(models, "load_policy", lambda *a, **kw: loaded.append(load(*a, **kw)) or loaded[-1])
+    flags = [*TINY, "--updates", "1", "--use_peft", "--bf16", "--models_dir", str(tmp_path / "models"),
+             "--output_dir", str(tmp_path / "out")]  # fmt: skip
+    result = ppo_throughput.main(flags)
+    assert result["settings"]["bf16"] and result["settings"]["use_peft"] and result["peak_gflops"] > 0
+    (policy,) = loaded
+    assert {p.dtype for p in policy.parameters() if not p.requires_grad} == {torch.bfloat16}
+    assert {p.dtype for p in policy.parameters() if p.requires_grad} == {torch.float32}  # LoRA
+    assert ppo_throughput.bench_common.weight_dtypes(argparse.Namespace(bf16=True, use_peft=False)) == (
+        torch.float32, torch.bfloat16,  # a fully trained policy keeps fp32 weights; the reward model is frozen
+    )  # fmt: skip
+
+
+def test_compare_table_puts_fp32_and_bf16_side_by_side(tmp_path, capsys):
+    def out_file(name, bf16, ours, peer):
+        runs = {"ours": [{"settings": {"bf16": bf16}}], "peer": [{}],
+                "summary": {"ours_samples_per_s": ours, "peer_samples_per_s": peer, "speedup": ours / peer,
+                            "ours_utilisation_update": 0.25, "peak_gflops": 400.0}}  # fmt: skip
+        (tmp_path / name).write_text(json.dumps(runs))
+        return str(tmp_path / name)
+
+    files = [out_file("worst-case.json", False, 3.0, 2.0), out_file("worst-case-bf16.json", True, 6.0, 2.0)]
+    assert compare.main(["--table", *files]) == {}
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1] == "worst-case | fp32 | 3.000 | 2.000 | 1.50x | 25.0% of 400 GFLOP/s"
+    assert lines[2] == "worst-case-bf16 | bf16 | 6.000 | 2.000 | 3.00x | 25.0% of 400 GFLOP/s"
+    with pytest.raises(SystemExit, match="no benchmark results at .*missing.json"):
+        compare.main(["--table", str(tmp_path / "missing.json")])
 
 
 def test_compare_summary_takes_medians_and_ratios():

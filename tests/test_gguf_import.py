@@ -165,12 +165,12 @@ def test_qlora_recipe_runs_a_ppo_update_on_the_real_model(smollm2, tiny_models, 
     from safetensors.torch import load_file
 
     from safety_rlhf import ppo
-    from safety_rlhf.config import SafetyPPOConfig, ScriptArguments
+    from safety_rlhf.config import ModelArguments, SafetyPPOConfig, ScriptArguments
     from safety_rlhf.demo import RECIPES_ROOT, parse
 
     out = tmp_path / "ppo"
     args = parse(
-        [ScriptArguments, SafetyPPOConfig, ModelConfig], RECIPES_ROOT / "smollm2-135m-instruct" / "ppo.yaml",
+        [ScriptArguments, SafetyPPOConfig, ModelArguments], RECIPES_ROOT / "smollm2-135m-instruct" / "ppo.yaml",
         model_name_or_path=smollm2["path"], reward_model_path=tiny_models["classifier"], load_in_4bit="true",
         max_steps=1, per_device_train_batch_size=4, gradient_accumulation_steps=2, output_dir=out,
     )  # fmt: skip

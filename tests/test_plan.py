@@ -219,12 +219,15 @@ def test_grpo_plan_by_hand(tmp_path, tiny_models, capsys):
 
 def test_grpo_plan_of_the_smollm2_recipe_and_a_smaller_gpu(capsys):
     recipe = "recipes/smollm2-135m-instruct/grpo.yaml"
-    result = run_plan(capsys, "--config", recipe, "--reward_model_config", "minilm", "--gpu_memory_gib", "8")
+    # The recipe's dtype native plans as bf16 (a GPU computes it natively); fp32 here, the sizes this test was made on.
+    result = run_plan(capsys, "--config", recipe, "--reward_model_config", "minilm", "--gpu_memory_gib", "8",
+                      "--dtype", "float32")  # fmt: skip
     p = result["plan"]
     assert p["fits"] and p["static_bytes"]["reference"] == 0
     assert round(p["params"]["policy"] / 1e6, 1) == 134.5  # SmolLM2-135M's published size
     gib = p["needed_bytes"] / plan.GIB
-    small = run_plan(capsys, "--config", recipe, "--reward_model_config", "minilm", "--gpu_memory_gib", f"{gib - 0.3}")
+    small = run_plan(capsys, "--config", recipe, "--reward_model_config", "minilm", "--gpu_memory_gib", f"{gib - 0.3}",
+                     "--dtype", "float32")  # fmt: skip
     s = small["suggestion"]["settings"]
     assert not small["plan"]["fits"] and small["suggestion"]["needed_bytes"] <= (gib - 0.3) * plan.GIB
     assert (
@@ -232,7 +235,20 @@ def test_grpo_plan_of_the_smollm2_recipe_and_a_smaller_gpu(capsys):
         and s["per_device_train_batch_size"] * s["gradient_accumulation_steps"] == 32  # the generation batch kept
     )
     assert (
-        cli(["plan", "--config", recipe, "--reward_model_config", "minilm", "--gpu_memory_gib", f"{gib - 0.3}"]) == 0
+        cli(
+            [
+                "plan",
+                "--config",
+                recipe,
+                "--reward_model_config",
+                "minilm",
+                "--gpu_memory_gib",
+                f"{gib - 0.3}",
+                "--dtype",
+                "float32",
+            ]
+        )
+        == 0
     )
     out = capsys.readouterr().out
     assert "no critic (GRPO)" in out and "does NOT fit" in out and "--per_device_train_batch_size" in out

@@ -222,7 +222,8 @@ def test_logprobs_read_during_generation_equal_a_recomputing_run(tiny_models, tm
 
 def test_bf16_policy_recomputes_old_logprobs_by_default(tiny_models, tmp_path):
     """In bf16 the KV-cached decode and the full forward differ by rounding: read during sampling, the old log-probs
-    give a nonzero KL to a reference the policy still equals; recomputed (the default in bf16), KL 0 and ratio 1."""
+    give a nonzero KL to a reference the policy still equals (-0.039 while the rollout's log-softmax ran in bf16, 8e-5
+    since it runs in fp32); recomputed (the default in bf16), KL 0 and ratio 1."""
     first = {}
     for dtype, choice in (("float32", None), ("bfloat16", True), ("bfloat16", None)):
         margs = model_args(
@@ -239,9 +240,10 @@ def test_bf16_policy_recomputes_old_logprobs_by_default(tiny_models, tmp_path):
         first[dtype, choice] = (trainer.args.logprobs_from_generation, trainer.train()[0])
     assert first["float32", None][0] is True and first["bfloat16", None][0] is False
     assert abs(first["float32", None][1]["objective/kl"]) < 1e-5
-    assert abs(first["bfloat16", True][1]["objective/kl"]) > 1e-3  # bf16 rounding shows when read during sampling
+    assert abs(first["bfloat16", True][1]["objective/kl"]) > 1e-6  # bf16 rounding shows when read during sampling
     recomputed = first["bfloat16", None][1]
-    assert recomputed["objective/kl"] == 0 and recomputed["val/ratio"] == pytest.approx(1.0, abs=1e-5)
+    # 1 within 1e-4: the training pass (with grad) and the no-grad pass take different bf16 kernels, ~1e-5 apart
+    assert recomputed["objective/kl"] == 0 and recomputed["val/ratio"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_sampled_logprobs_match_a_full_forward(tiny_models):

@@ -53,14 +53,15 @@ def main(argv=None) -> dict:
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.float32,
+            bnb_4bit_compute_dtype=torch.bfloat16 if args.bf16 else torch.float32,
         )
     device_map = {"": "cuda:0" if torch.cuda.is_available() else "cpu"} if quantization else None
+    policy_dtype, reward_dtype = bench_common.weight_dtypes(args)  # the critic is trained in full: fp32 weights
     policy = AutoModelForCausalLM.from_pretrained(
-        models / "policy", dtype=torch.float32, quantization_config=quantization, device_map=device_map
+        models / "policy", dtype=policy_dtype, quantization_config=quantization, device_map=device_map
     )
     value = AutoModelForSequenceClassification.from_pretrained(models / "policy", num_labels=1, dtype=torch.float32)
-    reward = AutoModelForSequenceClassification.from_pretrained(models / "reward", num_labels=1, dtype=torch.float32)
+    reward = AutoModelForSequenceClassification.from_pretrained(models / "reward", num_labels=1, dtype=reward_dtype)
     peft_config = None
     if args.use_peft:
         from peft import LoraConfig
