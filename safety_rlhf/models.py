@@ -18,6 +18,7 @@ from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from . import SafetyRLHFError
 from .critics import ValueModel
+from .precision import DTYPE_CHOICES
 from .prefix_cache import causal_lm_of, check_trainable_layers
 
 ADDED_PAD_TOKEN = "<|pad|>"
@@ -430,7 +431,7 @@ def load_value_model(
 # ---------------------------------------------------------------------------------------------------------------------
 # Loading a trained policy to generate with (`eval`)
 
-DTYPES = ("float32", "bfloat16", "float16", "auto", "native")  # native: resolved by EvalArguments (precision.py)
+DTYPES = DTYPE_CHOICES  # native: resolved by EvalArguments and SampleArguments (precision.native_dtype)
 
 
 def _load_error(what: str, name: str, err: Exception) -> SafetyRLHFError:

@@ -72,45 +72,35 @@ def native_dtype(cpu: bool, what: str) -> str:
     return "bfloat16"
 
 
-def resolve(model_args, training_args=None, *, cpu: bool | None = None, trained_weights: bool | None = None,
-            what: str = "this run") -> str:  # fmt: skip
+def resolve(model_args, training_args, what: str = "this run") -> str:
     """Replace `model_args.dtype == "native"` by the dtype to load, set `training_args.bf16` to match, print one line.
 
     Args:
         model_args: a `ModelConfig` (or anything with `dtype`, `use_peft`); changed in place.
-        training_args: the stage's `TrainingArguments`, or None (generation, evaluation); its `bf16` is set where the
-            device computes bf16 natively or where it is already true (then bf16 even if emulated).
-        cpu: the run uses the CPU; default `training_args.use_cpu`, else whether CUDA is unavailable.
-        trained_weights: the loaded weights are themselves trained (a full fine-tune), so they stay fp32 under bf16
-            autocast; default: trained unless LoRA (`use_peft`) or there is nothing to train (`training_args` None).
+        training_args: the stage's `TrainingArguments`; its `bf16` is set where the device computes bf16 natively or
+            where it is already true (then bf16 even if emulated). The run uses the CPU where `use_cpu` is set or
+            CUDA is unavailable. Without LoRA (`use_peft`) the loaded weights are themselves trained, so they stay
+            fp32 under bf16 autocast.
         what: the stage's name in the printed line.
 
     Returns the dtype loaded: `"bfloat16"` or `"float32"` (or `model_args.dtype` untouched when it is not native).
     """
     if model_args.dtype != NATIVE:
         return model_args.dtype
-    if cpu is None:
-        cpu = bool(getattr(training_args, "use_cpu", False)) or not torch.cuda.is_available()
-    if trained_weights is None:
-        trained_weights = training_args is not None and not getattr(model_args, "use_peft", False)
-    forced = training_args is not None and bool(training_args.bf16)
-    if training_args is not None and getattr(training_args, "fp16", False):
+    if getattr(training_args, "fp16", False):
         raise SafetyRLHFError("dtype='native' chooses bf16 or fp32 itself; drop --fp16 true or pass --dtype float16")
+    cpu = bool(getattr(training_args, "use_cpu", False)) or not torch.cuda.is_available()
     missing = bf16_missing(cpu)
-    if missing is not None and not forced:
+    if missing is not None and not training_args.bf16:
         model_args.dtype = "float32"
         print(f"{what}: dtype native -> float32: {missing}")
         return "float32"
+    trained_weights = not getattr(model_args, "use_peft", False)
     model_args.dtype = "float32" if trained_weights else "bfloat16"
-    if training_args is not None:
-        training_args.bf16 = True
-        if hasattr(training_args, "mixed_precision"):  # what TrainingArguments.__post_init__ derived from bf16
-            training_args.mixed_precision = "bf16"
+    training_args.bf16 = True
+    if hasattr(training_args, "mixed_precision"):  # what TrainingArguments.__post_init__ derived from bf16
+        training_args.mixed_precision = "bf16"
     where = "asked for with bf16: true, emulated: " + missing if missing else "native on " + describe(cpu)
-    if training_args is None:
-        detail = "bf16 weights"
-    else:
-        detail = "fp32 weights" if trained_weights else "bf16 frozen weights, fp32 trained ones"
-        detail += ", under bf16 autocast"
-    print(f"{what}: dtype native -> bf16 ({where}): {detail}")
+    weights = "fp32 weights" if trained_weights else "bf16 frozen weights, fp32 trained ones"
+    print(f"{what}: dtype native -> bf16 ({where}): {weights}, under bf16 autocast")
     return model_args.dtype
