@@ -19,7 +19,7 @@ tokens. Both truncate to `max_length` with `truncation="longest_first"` (pair fo
 response loses tokens first; chat format: the end is cut).
 
 A small JSON file beside the weights, `safety_reward.json`, stores what the weights alone do not: the objective
-(`reward` or `cost`), the training `max_length`, and the optional normalization (mean and std of the raw scores on a
+(`reward`, `cost` or `refusal`), the training `max_length`, and the optional normalization (mean and std of the raw scores on a
 reference set, applied by `score`).
 """
 
@@ -193,7 +193,7 @@ class SafetyRewardModel:
             )
         sidecar = _read_sidecar(local)
         if sidecar.get("objective", cls.objective) != cls.objective:
-            other = "SafetyCostModel" if cls.objective == "reward" else "SafetyRewardModel"
+            other = SCORERS.get(sidecar["objective"], "SafetyRewardModel")
             raise SafetyRLHFError(
                 f"{path} is a {sidecar['objective']} model (safety_reward.json) but was loaded as a {cls.objective} "
                 f"model; load it with reward.{other}.from_pretrained"
@@ -312,6 +312,26 @@ class SafetyCostModel(SafetyRewardModel):
     """
 
     objective = "cost"
+
+
+class SafetyRefusalJudge(SafetyRewardModel):
+    """The same interface returning the log-odds that a response refuses: above 0 = more likely refused.
+
+    `safety-rlhf reward --objective refusal` trains it as a binary classifier (one logit, BCE) of "the response gives
+    none of what was asked" against "it gives some of it", a refusal followed by the answer anyway counting as an
+    answer (see `reward.train.refusal_rows`). PPO's label-aware reward (`refusal_judge_path`) reads it instead of the
+    phrase list that `safety-rlhf eval` grades with, so that the policy is not paid by its grader's own phrases.
+    """
+
+    objective = "refusal"
+
+    def refused_probability(self, prompts: list[str], responses: list[str], batch_size: int = 32) -> torch.Tensor:
+        """P(refused) of each pair: float32 tensor (N,) on the CPU (the sigmoid of the unnormalized logit)."""
+        return torch.sigmoid(self.raw_score(prompts, responses, batch_size))
+
+
+# objective (safety_reward.json) -> the class that loads it
+SCORERS = {"reward": "SafetyRewardModel", "cost": "SafetyCostModel", "refusal": "SafetyRefusalJudge"}
 
 
 def _read_sidecar(folder: Path | None) -> dict:

@@ -1,7 +1,8 @@
-"""`safety-rlhf reward`: train the safety reward model (or the cost model) on preference pairs.
+"""`safety-rlhf reward`: train the safety reward model (or the cost model, or the refusal judge) on preference pairs.
 
     safety-rlhf reward --config recipes/tiny/reward.yaml   # reward: higher = safer/better
     safety-rlhf reward --config recipes/tiny/cost.yaml     # cost: higher = more harmful
+    safety-rlhf reward --config recipes/smollm2-135m-instruct/judge.yaml   # refusal judge: higher = more refused
 
 I only have a laptop (measured on 2 CPU cores): `recipes/tiny/reward.yaml` fine-tunes all-MiniLM-L6-v2 (22M
 parameters) for 40 steps of 16 pairs: 47 s of training, 1 min 15 s in all with loading and evaluation. Pairwise
@@ -30,6 +31,13 @@ How this departs from TRL's reward script:
    exact for the bundled pairs and the PKU-SafeRLHF mapping (one safe, one unsafe response) and an approximation for
    hh-rlhf, whose rejected answers are only less harmless. The logit is the log-odds of "unsafe", so a cost above 0
    means "more likely unsafe", the threshold a safe-RLHF constraint needs.
+4. `--objective refusal` trains the refusal judge of PPO's label-aware reward (`SafetyRefusalJudge`; one logit, BCE,
+   as the cost): "the response gives none of what was asked" (1) against "it gives some of it" (0). Each pair gives
+   its refusal side (the chosen response of a harmful pair, the rejected one of a benign pair) as 1 and its other
+   side as 0, plus the refusal followed by the other side as 0: refusing and then answering anyway is an answer. The
+   labels come from the pairs' structure, so the judge never learns the evaluation's phrase list (with
+   `real_responses`, the policy's own responses are sorted into pair sides by that list's classes, which on an
+   untrained model's answers is compliance for all but a handful). A logit above 0 means "more likely refused".
 """
 
 import json
@@ -63,7 +71,7 @@ from safety_rlhf.config import (
 from safety_rlhf.models import check_model_folder, keep_4bit_layers_trainable, weights_kwargs
 from safety_rlhf.precision import resolve as resolve_precision
 
-from .model import SafetyCostModel, SafetyRewardModel, encode
+from .model import SafetyCostModel, SafetyRefusalJudge, SafetyRewardModel, encode
 from .refusal import COMPLIANCE, PARTIAL_REFUSAL
 
 logger = logging.getLogger(__name__)
@@ -71,6 +79,8 @@ logger = logging.getLogger(__name__)
 MINILM = "minilm"
 EVAL_FILE, METRICS_FILE = "eval.json", "metrics.jsonl"
 DIRECTIONS = ("harmful", "benign")
+OBJECTIVES = ("reward", "cost", "refusal")
+SCORERS = {"reward": SafetyRewardModel, "cost": SafetyCostModel, "refusal": SafetyRefusalJudge}
 
 
 @dataclass
@@ -84,7 +94,8 @@ class SafetyRewardConfig(RewardConfig):
         objective (`str`, *optional*, defaults to `"reward"`):
             `"reward"`: pairwise loss with TRL's `RewardTrainer`, saved as a `SafetyRewardModel` (higher = safer or
             more helpful). `"cost"`: binary classifier of unsafe responses, saved as a `SafetyCostModel` (higher =
-            more harmful); see the module docstring for the labels.
+            more harmful). `"refusal"`: binary classifier of refused responses, saved as a `SafetyRefusalJudge`
+            (higher = more likely refused). See the module docstring for the labels.
         normalize (`bool`, *optional*, defaults to `False`):
             After training, store the mean and std of the model's scores on the training responses in
             `safety_reward.json`, so that `score` returns standardized values.
@@ -107,7 +118,10 @@ class SafetyRewardConfig(RewardConfig):
     # Parameters that control what is trained
     objective: str = field(
         default="reward",
-        metadata={"help": "`reward` (pairwise, higher = safer/better) or `cost` (BCE, higher = more harmful)."},
+        metadata={
+            "help": "`reward` (pairwise, higher = safer/better), `cost` (BCE, higher = more harmful) or `refusal` "
+            "(BCE, higher = more likely refused)."
+        },
     )
     normalize: bool = field(
         default=False,
@@ -128,14 +142,14 @@ class SafetyRewardConfig(RewardConfig):
 
     def __post_init__(self):
         check_training_fields(self)
-        if self.objective not in ("reward", "cost"):
-            raise SafetyRLHFError(f"objective={self.objective!r} is unknown; use 'reward' or 'cost'")
-        if self.objective == "cost" and self.hard_negatives:
-            # A hard negative's rejected side (an empty or off-topic answer, a jumbled refusal) is worse, not unsafe:
-            # the cost labels every rejected response of a harmful prompt unsafe, so they would teach it wrong.
+        if self.objective not in OBJECTIVES:
+            raise SafetyRLHFError(f"objective={self.objective!r} is unknown; use one of: {', '.join(OBJECTIVES)}")
+        if self.objective != "reward" and self.hard_negatives:
+            # A hard negative's rejected side (an empty or off-topic answer, a jumbled refusal) is worse, neither
+            # unsafe nor a plain answer: the cost and refusal labels of the pair's sides would teach it wrong.
             raise SafetyRLHFError(
-                "hard_negatives=True is for objective='reward': its degenerate responses are not unsafe, and the cost "
-                "objective would label them so; set hard_negatives false"
+                f"hard_negatives=True is for objective='reward': its degenerate responses are neither unsafe nor "
+                f"answers, and the {self.objective} objective would label them so; set hard_negatives false"
             )
         super().__post_init__()
 
@@ -205,7 +219,7 @@ def load_backbone(path: str, model_args: ModelConfig, training_args: SafetyRewar
     )
     if model_args.dtype not in (None, "auto"):
         kwargs["dtype"] = getattr(torch, model_args.dtype)
-    if training_args.objective == "cost":
+    if training_args.objective != "reward":
         kwargs["problem_type"] = "multi_label_classification"  # one logit + BCEWithLogits in the model's own loss
     if quantization_config is not None:
         # The new head must stay a float layer: LoRA trains it whole (PEFT's modules_to_save).
@@ -270,27 +284,59 @@ def tokenize_pairs(pairs: Dataset, tokenizer, max_length: int) -> Dataset:
     return pairs.map(tokenize, batched=True, remove_columns=pairs.column_names)
 
 
-def cost_rows(pairs: Dataset) -> Dataset:
-    """Two labelled responses per pair: `prompt, response, label, unsafe` (see the module docstring)."""
+def _check_labels(pairs: Dataset, objective: str) -> None:
     unknown = [i for i, label in enumerate(list(pairs["label"])) if label not in DIRECTIONS]
     if unknown:
         raise SafetyRLHFError(
-            f"pair {unknown[0]} has label {pairs[unknown[0]]['label']!r}; the cost objective needs harmful/benign "
-            "labels to tell unsafe responses apart: label the pairs or use --objective reward"
+            f"pair {unknown[0]} has label {pairs[unknown[0]]['label']!r}; the {objective} objective needs "
+            "harmful/benign labels to tell the sides of a pair apart: label the pairs or use --objective reward"
         )
+
+
+def cost_rows(pairs: Dataset) -> Dataset:
+    """Two labelled responses per pair: `prompt, response, label, target` (1.0 = unsafe; the module docstring)."""
+    _check_labels(pairs, "cost")
     rows = []
     for row in pairs:
-        rows.append({"prompt": row["prompt"], "response": row["chosen"], "label": row["label"], "unsafe": 0.0})
+        rows.append({"prompt": row["prompt"], "response": row["chosen"], "label": row["label"], "target": 0.0})
         unsafe = 1.0 if row["label"] == "harmful" else 0.0
-        rows.append({"prompt": row["prompt"], "response": row["rejected"], "label": row["label"], "unsafe": unsafe})
+        rows.append({"prompt": row["prompt"], "response": row["rejected"], "label": row["label"], "target": unsafe})
     return Dataset.from_list(rows)
 
 
-def tokenize_cost(rows: Dataset, tokenizer, max_length: int) -> Dataset:
+def refusal_sides(row: dict) -> tuple[str, str]:
+    """(refusal, answer) of a labelled pair: a harmful pair prefers its refusal, a benign one rejects it."""
+    return (row["chosen"], row["rejected"]) if row["label"] == "harmful" else (row["rejected"], row["chosen"])
+
+
+def refuse_then_answer(refusal: str, answer: str) -> str:
+    """A refusal followed by the answer anyway (XSTest's partial refusal): an answer for the refusal judge."""
+    return f"{refusal} {answer}"
+
+
+def refusal_rows(pairs: Dataset) -> Dataset:
+    """The refusal judge's rows, `prompt, response, label, target` (1.0 = refused), each (prompt, response) once:
+    per pair its refusal side (1), its answer side (0) and the refusal followed by the answer (0)."""
+    _check_labels(pairs, "refusal")
+    rows = {}
+    for row in pairs:
+        refusal, answer = refusal_sides(row)
+        for response, target in ((refusal, 1.0), (answer, 0.0), (refuse_then_answer(refusal, answer), 0.0)):
+            rows.setdefault((row["prompt"], response), {"label": row["label"], "target": target})
+    return Dataset.from_list([{"prompt": p, "response": r, **v} for (p, r), v in rows.items()])
+
+
+def labelled_rows(pairs: Dataset, objective: str) -> Dataset:
+    return cost_rows(pairs) if objective == "cost" else refusal_rows(pairs)
+
+
+def tokenize_labelled(rows: Dataset, tokenizer, max_length: int) -> Dataset:
+    """Rows with a 0/1 `target` as classifier features, `labels` (N, 1) floats for BCEWithLogits."""
+
     def tokenize(batch: dict) -> dict:
         features = encode(tokenizer, batch["prompt"], batch["response"], max_length)
         out = {key: [f[key] for f in features] for key in features[0]}
-        out["labels"] = [[unsafe] for unsafe in batch["unsafe"]]  # (N, 1) floats for BCEWithLogits
+        out["labels"] = [[target] for target in batch["target"]]
         return out
 
     return rows.map(tokenize, batched=True, remove_columns=rows.column_names)
@@ -441,6 +487,8 @@ def evaluate_pairs(model: SafetyRewardModel, pairs: Dataset, prefix: str = "", b
 
     Reward: pairwise accuracy (chosen scores higher). Cost: classification accuracy of "unsafe" (cost > 0) over the
     two responses of each pair, and `pairwise_accuracy_harmful` (the compliance costs more than the refusal).
+    Refusal: classification accuracy of "refused" (logit > 0) over the two responses of each pair, and
+    `refuse_then_answer_accuracy` (the refusal followed by the answer is classified as an answer).
     """
     prompts, labels = list(pairs["prompt"]), list(pairs["label"])
     chosen = model.raw_score(prompts, list(pairs["chosen"]), batch_size)
@@ -448,6 +496,10 @@ def evaluate_pairs(model: SafetyRewardModel, pairs: Dataset, prefix: str = "", b
     if model.objective == "cost":
         unsafe_rejected = torch.tensor([label == "harmful" for label in labels])
         correct = torch.stack([chosen <= 0, (rejected > 0) == unsafe_rejected], dim=1)  # (N, 2)
+    elif model.objective == "refusal":
+        harmful = torch.tensor([label == "harmful" for label in labels])
+        refusal, answer = torch.where(harmful, chosen, rejected), torch.where(harmful, rejected, chosen)
+        correct = torch.stack([refusal > 0, answer <= 0], dim=1)  # (N, 2)
     else:
         correct = (chosen > rejected).unsqueeze(1)  # (N, 1)
     result = {f"{prefix}accuracy": _rate(correct.flatten()), f"{prefix}n": len(labels)}
@@ -458,6 +510,9 @@ def evaluate_pairs(model: SafetyRewardModel, pairs: Dataset, prefix: str = "", b
     if model.objective == "cost":
         harmful = torch.tensor([label == "harmful" for label in labels], dtype=torch.bool)
         result[f"{prefix}pairwise_accuracy_harmful"] = _rate((rejected > chosen)[harmful])
+    if model.objective == "refusal":
+        mixed = [refuse_then_answer(*refusal_sides(row)) for row in pairs]
+        result[f"{prefix}refuse_then_answer_accuracy"] = _rate(model.raw_score(prompts, mixed, batch_size) <= 0)
     return result
 
 
@@ -545,7 +600,7 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
     output_dir = Path(training_args.output_dir)
     check_output_dir(output_dir, script_args.overwrite_output_dir, training_args.resume_from_checkpoint)
     resolve_precision(model_args, training_args, what=f"{training_args.objective} model")
-    scorer = SafetyCostModel if training_args.objective == "cost" else SafetyRewardModel
+    scorer = SCORERS[training_args.objective]
 
     # Dataset: everything that can fail on bad input runs before the first byte is written to output_dir.
     train_pairs = load_split(script_args, script_args.dataset_name, script_args.dataset_train_split)
@@ -559,9 +614,9 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
         if training_args.hard_negatives:
             real_train += real_hard_negatives(real_train, training_args.seed)
         train_pairs = Dataset.from_list(train_pairs.to_list() + real_train)
-    if training_args.objective == "cost":
-        cost_train = cost_rows(train_pairs)
-        cost_rows(test_pairs)  # fails now, not after training, on unlabelled test pairs
+    if training_args.objective != "reward":
+        labelled_train = labelled_rows(train_pairs, training_args.objective)
+        labelled_rows(test_pairs, training_args.objective)  # fails now, not after training, on unlabelled test pairs
 
     # Model
     model_path = resolve_backbone(model_args.model_name_or_path, training_args.output_dir)
@@ -608,8 +663,12 @@ def main(script_args: ScriptArguments, training_args: SafetyRewardConfig, model_
             model=model,
             args=training_args,
             data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=training_args.pad_to_multiple_of),
-            train_dataset=tokenize_cost(cost_train, tokenizer, max_length),
-            eval_dataset=tokenize_cost(cost_rows(test_pairs), tokenizer, max_length) if with_eval else None,
+            train_dataset=tokenize_labelled(labelled_train, tokenizer, max_length),
+            eval_dataset=(
+                tokenize_labelled(labelled_rows(test_pairs, training_args.objective), tokenizer, max_length)
+                if with_eval
+                else None
+            ),
             processing_class=tokenizer,
         )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)

@@ -29,6 +29,7 @@ def _verbs() -> dict:
     from .grpo import SafetyGRPOConfig
     from .hub import PushArguments
     from .plan import PlanArguments
+    from .probe import ProbeArguments
     from .sample import SampleArguments
     from .sft import SafetySFTConfig
     from .tiny import TinyArguments
@@ -66,6 +67,11 @@ def _verbs() -> dict:
             "GRPO (TRL's GRPOTrainer, no critic) against the reward",
         ),
         "eval": ([ScriptArguments, EvalArguments], call("safety_rlhf.evaluate"), "safety evaluation and report"),
+        "probe": (
+            [ProbeArguments],
+            call("safety_rlhf.probe"),
+            "how well a policy's hidden states separate harmful from benign prompts (a linear probe)",
+        ),
         "demo": (
             [DemoArguments],
             call("safety_rlhf.demo"),

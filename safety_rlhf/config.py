@@ -357,9 +357,18 @@ class SafetyPPOConfig(TrainingArguments):
             a harmful and a benign prompt are not on one scale; anchored, a refusal scores 0 on every prompt, an
             answer scores above 0 where answering is preferred and below 0 where it is not. With `reward_clip`,
             both mistakes (answering a harmful prompt, refusing a benign one) then cost at most the same.
-        refusal_reward (`float`, *optional*, defaults to `0.0`): a rule-based term added to the score of prompts
-            that carry a `label`: `+refusal_reward` when a harmful prompt is refused or a benign one answered,
-            `-refusal_reward` otherwise, judged by the phrase-list refusal detector. 0 turns it off.
+        refusal_reward (`float`, *optional*, defaults to `0.0`): the label-aware term (rule-based reward, as in
+            OpenAI's RBR) added to the score of prompts that carry a `label`: `+refusal_reward` when a harmful prompt
+            is refused or a benign one answered, `-refusal_reward` otherwise, judged by the phrase-list refusal
+            detector, or by `refusal_judge_path` when set. Prompts without a label get the reward model alone. 0
+            turns it off.
+        label_baseline (`bool`, *optional*, defaults to `False`): on labelled prompts, subtract from each score the
+            mean score of its label in the batch (`ppo_core.label_baseline`), so that a right refusal of a harmful
+            prompt is not "below average" beside the higher scores of benign answers while the critic is untrained.
+        refusal_judge_path (`str` or `None`, *optional*, defaults to `None`): a trained refusal judge (`safety-rlhf
+            reward --objective refusal`, a `reward.SafetyRefusalJudge`) that decides the `refusal_reward` term instead
+            of the phrase list, softly: `refusal_reward * (2 P(refused) - 1)` on harmful prompts, its opposite on
+            benign ones. The phrase list stays the evaluation's judge: a policy paid by it learns its phrases.
         kl_coef (`float`, *optional*, defaults to `0.05`): = beta, weight of the per-token KL penalty in the reward.
         kl_estimator (`str`, *optional*, defaults to `"k1"`): `"k1"` (log-ratio) or `"k3"` ((r-1) - log r).
         adaptive_kl (`bool`, *optional*, defaults to `False`): adapt `kl_coef` toward `kl_target`
@@ -463,6 +472,10 @@ class SafetyPPOConfig(TrainingArguments):
         default=None, metadata={"help": "Score each completion relative to this refusal of the same prompt."}
     )
     refusal_reward: float = field(default=0.0, metadata={"help": "Rule-based term on labelled prompts; 0 = off."})
+    refusal_judge_path: str | None = field(
+        default=None, metadata={"help": "Trained refusal judge deciding the refusal_reward term (not the phrases)."}
+    )
+    label_baseline: bool = field(default=False, metadata={"help": "Subtract each label's mean score in the batch."})
     kl_coef: float = field(default=0.05, metadata={"help": "= beta, per-token KL penalty weight."})
     kl_estimator: str = field(default="k1", metadata={"help": "`k1` or `k3`."})
     adaptive_kl: bool = field(default=False, metadata={"help": "Adaptive KL controller (Ziegler et al. 2019)."})
@@ -556,6 +569,11 @@ class SafetyPPOConfig(TrainingArguments):
             )
         self.check_critic()
         self.check_algorithm()
+        if self.refusal_judge_path and not self.refusal_reward:
+            raise SafetyRLHFError(
+                f"refusal_judge_path={self.refusal_judge_path!r} is read only by the refusal_reward term, which is 0; "
+                "set refusal_reward (e.g. 1.0) or unset refusal_judge_path"
+            )
         start_cpu_process_group(self)
         super().__post_init__()
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))

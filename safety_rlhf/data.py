@@ -51,7 +51,7 @@ DATA_DIR = Path(__file__).parent / "data"
 BUNDLED = {
     "prompts": {"bundled": "prompts.jsonl", "bundled_heldout": "pairs_heldout.jsonl"},
     "pairs": {"bundled": "pairs.jsonl", "bundled_heldout": "pairs_heldout.jsonl"},
-    # bundled_warmstart: refusals for half of the harmful categories, the warm start of a real chat model before PPO
+    # bundled_warmstart: refusals of every harmful train prompt, the warm start of a real chat model before PPO
     # (scripts/build_warmstart.py)
     "sft": {"bundled": "sft.jsonl", "bundled_warmstart": "sft_warmstart.jsonl"},
 }

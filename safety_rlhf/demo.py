@@ -6,11 +6,13 @@
 Stages, each the same code as its verb with the recipes in `recipes/smollm2-135m-instruct/` (or `recipes/tiny/`),
 paths redirected into `output_dir`:
     smollm2: 1 import SmolLM2-135M-Instruct from the bundled GGUF (once; reused from `base_model_dir`)  2 its own
-      greedy responses to the train prompts (`safety-rlhf sample`)  3 warm start (SFT on refusals of half the harmful
-      categories plus the model's own benign answers, merged)  4 safety reward model (the written pairs plus pairs
+      greedy responses to the train prompts (`safety-rlhf sample`)  3 warm start (SFT on refusals of every harmful train
+      prompt plus the model's own benign answers, merged)  4 safety reward model (the written pairs plus pairs
       from the model's own responses)  5 PPO from the warm start
     tiny: 1 tiny models  2 SFT warm start  3 safety reward model  4 evaluate the SFT policy  5 PPO
-with `--algorithm ppo_lag` (`make demo-lag`), PPO-Lagrangian instead of PPO (`ppo_lag.yaml`), after two more stages:
+when the PPO recipe names `refusal_judge_path` (the label-aware reward), a refusal judge is trained after the reward
+model (`judge.yaml`, on the written pairs and the model's own responses), PPO reads it and the evaluations report its
+disagreement with the phrase list; with `--algorithm ppo_lag` (`make demo-lag`), PPO-Lagrangian instead of PPO (`ppo_lag.yaml`), after two more stages:
 the warm start's sampled responses to the train prompts (smollm2 only: the cost model must see the compliances PPO
 will sample) and the safety cost model (`cost.yaml`, on both response files);
 then: evaluate the PPO policy against the warm start, greedy (eval.json, report.md, plots), the same sampled at the
@@ -24,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -43,6 +46,10 @@ HEADLINE = (
     ("mean_score", "mean reward score"),
     ("benign_answer_tokens", "benign answers: mean tokens"),
     ("kl_to_reference", "KL to the untrained model"),
+)
+EXTRA = (  # read from each evaluation's other keys
+    ("refuse_then_answer_rate", "harmful: refused, then answered (partial)"),
+    ("judge_disagreement", "trained judge vs phrase list: disagree"),
 )
 
 
@@ -188,10 +195,17 @@ def main(args: DemoArguments) -> dict:
         stage(name, lambda: train_reward(*parse(types, recipes / recipe, output_dir=out / folder, **extra, **over)))
 
     train_scorer("safety reward model", "reward.yaml", "reward", own)
+    # The label-aware reward's refusal judge, when the PPO recipe reads one (refusal_judge_path): trained here on the
+    # written pairs and the model's own responses, so PPO is not paid by the phrase list that grades it.
+    ppo_recipe = recipes / ALGORITHMS[args.algorithm]
+    judge = {}
+    if yaml.safe_load(ppo_recipe.read_text(encoding="utf-8")).get("refusal_judge_path"):
+        train_scorer("refusal judge", "judge.yaml", "judge", own)
+        judge = {"refusal_judge_path": out / "judge"}
 
     def parse_eval(data: dict | None = None, **fields) -> tuple:
         fields = {"reward_model_path": out / "reward", "batch_size": args.eval_batch_size, "dtype": generation_dtype,
-                  **fields}  # fmt: skip
+                  **judge, **fields}  # fmt: skip
         if real:
             fields.update(kl_reference=base, max_new_tokens=48)  # answers long enough to judge and measure
         fields = {k: str(v) if isinstance(v, Path) else v for k, v in fields.items()}
@@ -222,11 +236,12 @@ def main(args: DemoArguments) -> dict:
         lambda: ppo.main(
             *parse(
                 [ScriptArguments, SafetyPPOConfig, ModelConfig],
-                recipes / ALGORITHMS[args.algorithm],
+                ppo_recipe,
                 model_name_or_path=start,
                 reward_model_path=out / "reward",
                 output_dir=out / "ppo",
                 **lag,
+                **judge,
                 **steps,
                 **over,
             )
@@ -267,10 +282,32 @@ def main(args: DemoArguments) -> dict:
             )
         ),
     )
-    summary = {"model": args.model, "algorithm": args.algorithm}
+    # What the trained policy's own hidden states tell apart with a linear read-out (train prompts -> eval prompts):
+    # how far its behaviour is from what it can already distinguish.
+    from .probe import ProbeArguments
+    from .probe import main as probe
+
+    probed = stage(
+        "probe the PPO policy's hidden states",
+        lambda: probe(
+            ProbeArguments(
+                model_name_or_path=str(out / "ppo"),
+                output_dir=str(out / "probe"),
+                dtype=generation_dtype,
+                overwrite_output_dir=args.overwrite_output_dir,
+            )
+        ),
+    )
+    summary = {"model": args.model, "algorithm": args.algorithm, "probe": probed["best"]}
     for suffix, result in (("", final), ("_sampled", sampled), ("_heldout", heldout)):
         summary["before" + suffix] = {k: result["baseline"].get(k) for k, _ in HEADLINE}
         summary["after" + suffix] = {k: result.get(k) for k, _ in HEADLINE}
+        for side, metrics in (("before", result["baseline"]), ("after", result)):
+            summary[side + suffix]["refuse_then_answer_rate"] = (metrics.get("partial_refusal_rate") or {}).get(
+                "harmful"
+            )
+            if "trained_judge" in metrics:
+                summary[side + suffix]["judge_disagreement"] = metrics["trained_judge"]["disagreement"]
     summary.update(
         seconds=timings, total_seconds=round(sum(timings.values()), 1), machine=describe(cpu=True),
         report=str(out / "eval" / "report.md"),
@@ -291,11 +328,19 @@ def print_summary(console: Console, summary: dict) -> None:
         for side in sides:
             model = "SFT" if side.startswith("before") else "PPO"
             table.add_column(f"{model} {'sampled' if side.endswith('sampled') else 'greedy'}", justify="right")
-        for key, label in HEADLINE:
-            values = [summary[side][key] for side in sides]
+        for key, label in HEADLINE + EXTRA:
+            if all(key not in summary[side] for side in sides):
+                continue
+            values = [summary[side].get(key) for side in sides]
             table.add_row(
                 label, *(f"{v:.3f}" if isinstance(v, float) else "n/a" if v is None else str(v) for v in values)
             )
         console.print(table)
+    probe = summary["probe"]
+    console.print(
+        f"separable in the PPO policy's hidden states (linear probe, layer {probe['layer']}, eval prompts): harmful "
+        f"{probe['harmful']:.3f}, benign {probe['benign']:.3f}; its greedy behaviour: harmful refused "
+        f"{summary['after']['harmful_refusal_rate']:.3f}, benign answered {summary['after']['benign_compliance_rate']:.3f}"
+    )
     console.print(f"stage times (s): {summary['seconds']}; total {summary['total_seconds']} s on {summary['machine']}")
     console.print(f"report: {summary['report']}")

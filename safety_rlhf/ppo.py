@@ -27,6 +27,15 @@ def load_reward(path: str | None, trust_remote_code: bool = False, allow_pickle:
     return SafetyRewardModel.from_pretrained(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
 
 
+def load_refusal_judge(path: str | None, trust_remote_code: bool = False, allow_pickle: bool = False):
+    """The trained refusal judge of the label-aware reward, or None (the phrase list decides)."""
+    if not path:
+        return None
+    from reward.model import SafetyRefusalJudge
+
+    return SafetyRefusalJudge.from_pretrained(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+
+
 def load_cost(path: str | None, trust_remote_code: bool = False, allow_pickle: bool = False):
     if not path:
         raise SafetyRLHFError(
@@ -93,6 +102,9 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
         cost_model = load_cost(
             training_args.cost_model_path, training_args.trust_remote_code, script_args.allow_pickle_weights
         )
+    refusal_judge = load_refusal_judge(
+        training_args.refusal_judge_path, training_args.trust_remote_code, script_args.allow_pickle_weights
+    )
     policy = load_policy(
         model_args,
         tokenizer,
@@ -103,8 +115,9 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
     )
     value_model = load_critic(training_args, model_args, policy, tokenizer, script_args.allow_pickle_weights)
     trainer = SafetyPPOTrainer(
-        training_args, tokenizer, policy, value_model, reward_model, train_dataset, cost_model=cost_model
-    )
+        training_args, tokenizer, policy, value_model, reward_model, train_dataset, cost_model=cost_model,
+        refusal_judge=refusal_judge,
+    )  # fmt: skip
     if resume:
         check_checkpoint(
             find_checkpoint(training_args.output_dir, resume), trainer.accelerator.unwrap_model(trainer.model)

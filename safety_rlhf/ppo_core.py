@@ -135,6 +135,21 @@ def episode_scores(
     return scores
 
 
+def label_baseline(scores: torch.Tensor, harmful: torch.Tensor) -> torch.Tensor:
+    """Each score minus the mean score of its label (harmful or benign) in the batch: a baseline per kind of prompt,
+    as RLOO and GRPO take one per prompt. Harmful and benign prompts have different best scores (refusing the one
+    ends near 0 after `score_anchor`, answering the other well above); a critic that has not learnt the label yet
+    would otherwise count a harmful prompt's right refusal as below average. A baseline that depends on the prompt
+    only leaves the expected policy gradient unchanged.
+
+    scores, harmful: (B,) float (harmful 0/1). Returns (B,)."""
+    out = scores.clone()
+    for group in (harmful > 0.5, harmful <= 0.5):
+        if group.any():
+            out[group] = scores[group] - scores[group].mean()
+    return out
+
+
 def token_rewards(
     scores: torch.Tensor,
     kl: torch.Tensor,

@@ -221,10 +221,12 @@ class SafetyPPOTrainer:
         ref_model: an explicit frozen reference; default: adapter disabled (PEFT) or a frozen copy of the policy.
         cost_model: `algorithm: ppo_lag` only: a `reward.SafetyCostModel` or any callable `(prompts, completions) ->
             list[float]`, higher = more harmful; `value_model` is then a `critics.RewardAndCostCritics`.
+        refusal_judge: with `refusal_reward`: a `reward.SafetyRefusalJudge` or any callable `(prompts, completions)
+            -> P(refused)` per completion, read by the label-aware term instead of the phrase list.
     """
 
     def __init__(self, args: SafetyPPOConfig, processing_class, model, value_model, reward_model, train_dataset,
-                 ref_model=None, cost_model=None):  # fmt: skip
+                 ref_model=None, cost_model=None, refusal_judge=None):  # fmt: skip
         self.args = args
         self.tokenizer = processing_class
 
@@ -270,6 +272,7 @@ class SafetyPPOTrainer:
         # Reward, and under ppo_lag the cost and its multiplier
         self.reward_fn = reward_model
         self.cost_fn = cost_model
+        self.judge_fn = getattr(refusal_judge, "refused_probability", refusal_judge)
         self.multiplier = None
         self.saturation_reported = False  # the log line when lambda saturates is written once
         if args.algorithm == "ppo_lag":
@@ -600,12 +603,21 @@ class SafetyPPOTrainer:
                 anchors = [args.score_anchor] * len(completions)
                 raw_scores = raw_scores - rollout.score(self.reward_fn, batch["prompts"], anchors, acc.device)
         refused, harmful = self.refusals(batch.get("labels"), completions)
-        rule_term = None
+        rule_term, judged = None, None
         if args.refusal_reward and refused is not None:
-            # Rule-based term: +r for the right behaviour (refuse harmful, answer benign), -r for the wrong one.
-            rule_term = args.refusal_reward * torch.where(refused == harmful, 1.0, -1.0)
+            # Label-aware term: +r for the right behaviour (refuse harmful, answer benign), -r for the wrong one; with
+            # a trained judge, r * (2 P(refused) - 1) on harmful prompts and r * (1 - 2 P(refused)) on benign ones.
+            behaviour = refused
+            if self.judge_fn is not None:
+                with timer("scoring"):
+                    judged = rollout.score(self.judge_fn, batch["prompts"], completions, acc.device)
+                behaviour = judged
+            rule_term = args.refusal_reward * torch.where(harmful.bool(), 2 * behaviour - 1, 1 - 2 * behaviour)
         eos_penalty = args.missing_eos_penalty if self.stop_token_ids else None
         scores = ppo_core.episode_scores(raw_scores, has_stop, eos_penalty, args.reward_clip, rule_term)
+        logged_scores = scores
+        if args.label_baseline and harmful is not None:
+            scores = ppo_core.label_baseline(scores, harmful)
         if lagrangian:  # ppo_lag: the cost of each completion, then one step of lambda
             with timer("scoring"):
                 costs = self.score_costs(batch["prompts"], completions, has_stop)
@@ -661,8 +673,8 @@ class SafetyPPOTrainer:
             "objective/kl": mean(kl_per_seq),
             "objective/entropy": mean((-logprobs * maskf).sum(1)),
             "objective/non_score_reward": mean(non_score_reward.sum(1)),
-            "objective/rlhf_reward": mean(non_score_reward.sum(1) + scores),
-            "objective/scores": mean(scores),
+            "objective/rlhf_reward": mean(non_score_reward.sum(1) + logged_scores),
+            "objective/scores": mean(logged_scores),
             "objective/raw_scores": mean(raw_scores),
             "val/num_eos_tokens": acc.reduce(has_stop.sum(), reduction="sum").item(),
             "val/response_length": mean(lengths),
@@ -689,7 +701,12 @@ class SafetyPPOTrainer:
         if lagrangian:
             metrics.update(self.lagrangian_metrics(costs, values, returns, maskf, stats["cost_vf_loss"]))
         metrics.update(self.safety_metrics(refused, harmful))
-        samples = list(zip(batch["prompts"], completions, scores.tolist(), strict=True))[: args.sample_completions]
+        if judged is not None:
+            # How often the trained judge and the evaluation's phrase list disagree on this rollout's completions.
+            metrics["safety/judge_refused_rate"] = mean((judged > 0.5).float().mean())
+            metrics["safety/judge_disagreement"] = mean(((judged > 0.5).float() != refused).float().mean())
+        samples = list(zip(batch["prompts"], completions, logged_scores.tolist(), strict=True))
+        samples = samples[: args.sample_completions]
         return metrics, samples
 
     # ----------------------------------------------------------------------------------------------------------------

@@ -4,19 +4,22 @@
     python scripts/build_warmstart.py
 
 A chat model such as SmolLM2-135M-Instruct complies with every harmful request of our eval split and, sampled, almost
-never refuses: PPO cannot reinforce a behaviour it never samples, so it needs a warm start that refuses sometimes.
-That warm start must not do PPO's job. It teaches refusal on HALF of the harmful categories only
-(`WARMSTART_CATEGORIES`: every harmful train prompt of those categories with a written refusal from the bundled
-preference pairs) and nothing else: no benign rows, so the model's benign answers stay its own, and no refusal of the
-other five categories, which PPO must reach (with over-refusal of benign-but-alarming prompts to undo, if the warm
-start spills over). Deterministic: the first refusal of each prompt's preference pairs, in file order.
+never refuses: PPO cannot reinforce a behaviour it never samples, so it needs a warm start that refuses. It teaches
+refusal on every harmful train prompt (`WARMSTART_CATEGORIES`: all ten harmful categories, each prompt with a written
+refusal from the bundled preference pairs) and nothing else: no benign rows here (the SFT recipe adds the model's own
+benign answers), so the model's benign answers stay its own. Until 2026-12-06 it covered five of the ten categories,
+leaving the others to PPO; with all ten, the warm start's greedy eval rates went from 0.643 / 0.875 (harmful refused
+/ benign answered) to 0.886 / 0.838 (docs/EXPERIMENTS.md, "Safety RL with a label-aware reward"). Deterministic: the
+first refusal of each prompt's preference pairs, in file order.
 """
 
 import json
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "safety_rlhf" / "data"
-WARMSTART_CATEGORIES = ("weapons", "cyber", "drugs", "fraud", "violence")
+WARMSTART_CATEGORIES = (
+    "weapons", "cyber", "drugs", "fraud", "violence", "self_harm", "hate", "privacy", "extremism", "harassment",
+)  # fmt: skip
 
 
 def build() -> list[dict]:

@@ -152,6 +152,7 @@ def test_cost_objective_with_hard_negatives(prev, capsys):
         (["--cost_model_path", "runs/cost"], "cost_model_path='runs/cost' is read only by algorithm='ppo_lag'"),
         (["--algorithm", "ppo_lag", "--lambda_max", "0.5"], "lambda_max=0.5 is below lambda_init=1.0"),
         (["--algorithm", "trpo"], "algorithm='trpo' is not supported; use 'ppo' or 'ppo_lag'"),
+        (["--refusal_judge_path", "runs/judge"], "refusal_judge_path='runs/judge' is read only by the refusal_reward"),
     ],
 )
 def test_ppo_lag_settings(tiny_models, prev, capsys, extra, names):

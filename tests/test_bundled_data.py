@@ -196,8 +196,9 @@ def test_generator_is_deterministic(tmp_path):
         assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes(), f"{name} is stale: rerun the generator"
 
 
-def test_warmstart_refuses_half_the_harmful_categories_and_nothing_else(prompts):
-    """`sft_warmstart.jsonl` (scripts/build_warmstart.py): refusals of the harmful train prompts of five categories."""
+def test_warmstart_refuses_every_harmful_train_prompt_and_nothing_else(prompts):
+    """`sft_warmstart.jsonl` (scripts/build_warmstart.py): refusals of the harmful train prompts of all ten harmful
+    categories."""
     import importlib.util
 
     from reward.refusal import classify_refusal
@@ -208,7 +209,8 @@ def test_warmstart_refuses_half_the_harmful_categories_and_nothing_else(prompts)
     spec.loader.exec_module(builder)
     assert rows == builder.build()  # the file is what the script writes
     categories = set(builder.WARMSTART_CATEGORIES)
-    assert {r["category"] for r in rows} == categories and len(categories) == 5
+    harmful_categories = {p["category"] for p in prompts if p["label"] == "harmful"}
+    assert {r["category"] for r in rows} == categories == harmful_categories and len(categories) == 10
     assert all(r["label"] == "harmful" and r["split"] == "train" for r in rows)
     assert all(classify_refusal(r["messages"][-1]["content"]) == "full_refusal" for r in rows)
     wanted = {p["prompt"] for p in prompts if p["label"] == "harmful" and p["split"] == "train"}

@@ -48,6 +48,7 @@ def test_help_lists_the_verbs(capsys):
             "ppo",
             "grpo",
             "eval",
+            "probe",
             "demo",
             "push",
             "plan",

@@ -23,6 +23,7 @@ SHORT = {
     "ppo.yaml": {"max_steps": 2, "response_length": 8, "per_device_train_batch_size": 4,
                  "gradient_accumulation_steps": 2, "num_ppo_epochs": 1, "save_steps": 0},
     "cost.yaml": {"max_steps": 3, "per_device_train_batch_size": 8},
+    "judge.yaml": {"max_steps": 3, "per_device_train_batch_size": 8},
     "ppo_lag.yaml": {"max_steps": 2, "response_length": 8, "per_device_train_batch_size": 4,
                      "gradient_accumulation_steps": 2, "num_ppo_epochs": 1, "save_steps": 0},
 }  # fmt: skip
@@ -38,19 +39,31 @@ def short_recipes(folder: Path, source: Path = RECIPES) -> Path:
 
 
 def test_demo_runs_every_stage_and_leaves_a_self_contained_policy(tmp_path):
+    """The PPO recipe names a refusal judge (the label-aware reward): the demo trains it and PPO and eval read it."""
     out = tmp_path / "demo"
-    summary = main(
-        DemoArguments(output_dir=str(out), model="tiny", recipes_dir=str(short_recipes(tmp_path / "recipes")))
-    )
+    recipes = short_recipes(tmp_path / "recipes")
+    ppo = yaml.safe_load((recipes / "ppo.yaml").read_text())
+    ppo.update(refusal_reward=1.0, refusal_judge_path="runs/tiny/judge")
+    (recipes / "ppo.yaml").write_text(yaml.safe_dump(ppo))
+    summary = main(DemoArguments(output_dir=str(out), model="tiny", recipes_dir=str(recipes)))
     assert list(summary["seconds"]) == [
-        "tiny models", "SFT warm start", "safety reward model", "evaluate the SFT policy", "PPO", "evaluate PPO vs SFT",
-        "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",
+        "tiny models", "SFT warm start", "safety reward model", "refusal judge", "evaluate the SFT policy", "PPO",
+        "evaluate PPO vs SFT",
+        "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts", "probe the PPO policy's hidden states",
     ]  # fmt: skip
     assert json.loads((out / "summary.json").read_text()) == summary
+    probe = json.loads((out / "probe" / "probe.json").read_text())
+    assert probe["model"] == str(out / "ppo") and summary["probe"] == probe["best"] in probe["layers"]
     for side in ("before", "after", "before_sampled", "after_sampled", "before_heldout", "after_heldout"):
         assert 0 <= summary[side]["harmful_refusal_rate"] <= 1 and 0 <= summary[side]["benign_compliance_rate"] <= 1
     eval_json = json.loads((out / "eval" / "eval.json").read_text())
     assert eval_json["harmful_refusal_rate"] == summary["after"]["harmful_refusal_rate"]
+    assert yaml.safe_load((out / "ppo" / "config.yaml").read_text())["training_args"]["refusal_judge_path"] == str(
+        out / "judge"
+    )
+    assert json.loads((out / "judge" / "eval.json").read_text())["objective"] == "refusal"
+    assert summary["after"]["judge_disagreement"] == eval_json["trained_judge"]["disagreement"]
+    assert all("safety/judge_disagreement" in row for row in read_jsonl(out / "ppo" / "metrics.jsonl"))
     assert (out / "eval" / "report.md").is_file() and (out / "eval" / "training_curves.png").is_file()
     heldout = json.loads((out / "eval_heldout" / "eval.json").read_text())
     assert heldout["data"]["dataset_name"] == "bundled_heldout" and heldout["data"]["n_prompts"] == 79
@@ -76,6 +89,7 @@ def test_demo_with_ppo_lagrangian_trains_a_cost_model_and_runs_the_updates_asked
     assert list(summary["seconds"]) == [
         "tiny models", "SFT warm start", "safety reward model", "evaluate the SFT policy", "safety cost model",
         "PPO-Lagrangian", "evaluate PPO vs SFT", "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",
+        "probe the PPO policy's hidden states",
     ]  # fmt: skip
     assert summary["algorithm"] == "ppo_lag"
     cost = json.loads((out / "cost" / "eval.json").read_text())
@@ -105,10 +119,11 @@ def test_demo_refuses_an_unknown_model_or_algorithm_or_no_updates(tmp_path, fiel
 REAL_MODEL_STAGES = ["import SmolLM2-135M-Instruct", "sample the model's own responses", "SFT warm start",
                      "safety reward model"]  # fmt: skip
 ALGORITHM_STAGES = {
-    "ppo": ["PPO"],
+    "ppo": ["refusal judge", "PPO"],  # ppo.yaml's label-aware reward reads a trained refusal judge
     "ppo_lag": ["sample the warm start's responses", "safety cost model", "PPO-Lagrangian"],
 }
-EVALUATIONS = ["evaluate PPO vs SFT", "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts"]
+EVALUATIONS = ["evaluate PPO vs SFT", "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",
+               "probe the PPO policy's hidden states"]  # fmt: skip
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from safety_rlhf.ppo_core import (
     compute_gae,
     episode_scores,
     explained_variance,
+    label_baseline,
     masked_mean,
     masked_var,
     masked_whiten,
@@ -380,3 +381,14 @@ def test_token_rewards_whitening_keeps_the_mean():
     expected = torch.where(mask.bool(), (plain - mean) / torch.sqrt(var + 1e-8) + mean, 0.0)
     assert torch.allclose(whitened, expected)
     assert torch.isclose(whitened[mask.bool()].mean(), mean)
+
+
+def test_label_baseline_centres_each_label_on_its_own_mean():
+    scores = torch.tensor([2.0, -3.0, 3.0, -1.0, 2.0])
+    harmful = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0])
+    out = label_baseline(scores, harmful)
+    assert torch.allclose(out, torch.tensor([2 - 1 / 3, -3 - 1 / 3, 2.0, -2.0, 2 - 1 / 3]))
+    assert out[harmful > 0].mean().abs() < 1e-6 and out[harmful == 0].mean().abs() < 1e-6
+    only_benign = label_baseline(torch.tensor([1.0, 3.0]), torch.zeros(2))
+    assert torch.equal(only_benign, torch.tensor([-1.0, 1.0]))
+    assert torch.equal(scores, torch.tensor([2.0, -3.0, 3.0, -1.0, 2.0]))  # not modified in place

@@ -10,7 +10,7 @@ from safety_rlhf.cli import _verbs
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "accelerate_configs" not in p.parts)
-VERB = {"sft": "sft", "reward": "reward", "cost": "reward", "ppo": "ppo", "grpo": "grpo"}
+VERB = {"sft": "sft", "reward": "reward", "cost": "reward", "judge": "reward", "ppo": "ppo", "grpo": "grpo"}
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
 from trl import ModelConfig, TrlParser
 
-from reward import SafetyCostModel, SafetyRewardModel
-from reward.train import EVAL_FILE, METRICS_FILE, SafetyRewardConfig, main
+from reward import SafetyCostModel, SafetyRefusalJudge, SafetyRewardModel
+from reward.train import EVAL_FILE, METRICS_FILE, SafetyRewardConfig, main, refusal_rows, refuse_then_answer
 from safety_rlhf import SafetyRLHFError
 from safety_rlhf.config import ScriptArguments
 from safety_rlhf.data import load_pairs
@@ -74,13 +75,15 @@ def test_tiny_reward_files(tiny_reward_run):
     assert refusal > compliance
 
 
+def train_tiny(tiny_models, out: Path, objective: str) -> dict:
+    """`objective` trained on the bundled pairs from the tiny classifier, into `out`; its metrics."""
+    classifier = ModelConfig(model_name_or_path=str(tiny_models["classifier"]))
+    return main(ScriptArguments(), train_args(out, objective=objective), classifier)
+
+
 def test_tiny_cost_model(tiny_models, tmp_path):
     out = tmp_path / "cost"
-    metrics = main(
-        ScriptArguments(),
-        train_args(out, objective="cost"),
-        ModelConfig(model_name_or_path=str(tiny_models["classifier"])),
-    )
+    metrics = train_tiny(tiny_models, out, "cost")
     assert metrics["objective"] == "cost"
     assert metrics["accuracy"] > metrics["untrained_accuracy"] + 0.2
     assert metrics["pairwise_accuracy_harmful"] >= 0.9 and metrics["heldout_pairwise_accuracy_harmful"] >= 0.9
@@ -89,6 +92,49 @@ def test_tiny_cost_model(tiny_models, tmp_path):
     assert unsafe > 0 > safe  # the logit is the log-odds of "unsafe"
     with pytest.raises(SafetyRLHFError, match="is a cost model"):
         SafetyRewardModel.from_pretrained(out)
+
+
+def test_tiny_refusal_judge(tiny_models, tmp_path):
+    """`--objective refusal`: the refusal side of each pair is refused, its answer side and the refusal followed by
+    the answer are not; the saved judge loads only as a `SafetyRefusalJudge`."""
+    out = tmp_path / "judge"
+    metrics = train_tiny(tiny_models, out, "refusal")
+    assert metrics["objective"] == "refusal"
+    assert metrics["accuracy"] > metrics["untrained_accuracy"] + 0.2
+    # One epoch on a random tiny BERT: 0.87 on the eval pairs (MiniLM in judge.yaml: 1.0)
+    assert metrics["accuracy_harmful"] >= 0.7 and metrics["accuracy_benign"] >= 0.7 and metrics["accuracy"] >= 0.8
+    assert metrics["refuse_then_answer_accuracy"] >= 0.8 and metrics["heldout_accuracy"] >= 0.8
+    judge = SafetyRefusalJudge.from_pretrained(out, device="cpu")
+    refused, answered, mixed = judge.refused_probability(
+        [HARMFUL] * 3, [REFUSAL, COMPLIANCE, refuse_then_answer(REFUSAL, COMPLIANCE)]
+    )
+    assert refused > 0.5 > answered and mixed < 0.5
+    with pytest.raises(SafetyRLHFError, match="is a refusal model .* load it with reward.SafetyRefusalJudge"):
+        SafetyCostModel.from_pretrained(out)
+
+
+def test_refusal_rows_label_the_sides_of_each_pair():
+    pairs = Dataset.from_list(
+        [
+            {"prompt": HARMFUL, "chosen": REFUSAL, "rejected": COMPLIANCE, "label": "harmful"},
+            {"prompt": "Hi?", "chosen": "Hello!", "rejected": "I can't help with that.", "label": "benign"},
+            {"prompt": HARMFUL, "chosen": REFUSAL, "rejected": "Other compliance.", "label": "harmful"},
+        ]
+    )
+    rows = {(r["prompt"], r["response"]): r["target"] for r in refusal_rows(pairs)}
+    assert rows == {
+        (HARMFUL, REFUSAL): 1.0,
+        (HARMFUL, COMPLIANCE): 0.0,
+        (HARMFUL, f"{REFUSAL} {COMPLIANCE}"): 0.0,
+        ("Hi?", "I can't help with that."): 1.0,
+        ("Hi?", "Hello!"): 0.0,
+        ("Hi?", "I can't help with that. Hello!"): 0.0,
+        (HARMFUL, "Other compliance."): 0.0,
+        (HARMFUL, f"{REFUSAL} Other compliance."): 0.0,
+    }
+    unlabelled = Dataset.from_list([{"prompt": "Hi?", "chosen": "a", "rejected": "b", "label": "unknown"}])
+    with pytest.raises(SafetyRLHFError, match="the refusal objective needs harmful/benign labels"):
+        refusal_rows(unlabelled)
 
 
 def test_normalize_stores_mean_and_std(tiny_models, tmp_path):
@@ -264,7 +310,7 @@ def test_cost_needs_labelled_pairs(tiny_models, tmp_path):
 
 
 def test_unknown_objective():
-    with pytest.raises(SafetyRLHFError, match="objective='regression'.*'reward' or 'cost'"):
+    with pytest.raises(SafetyRLHFError, match="objective='regression' is unknown; use one of: reward, cost, refusal"):
         SafetyRewardConfig(output_dir="unused", objective="regression", use_cpu=True, bf16=False)
 
 

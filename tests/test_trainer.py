@@ -358,6 +358,38 @@ def test_refusal_reward_adds_the_rule_based_term(tiny_models, tmp_path):
     assert "safety/harmful_refusal_rate" in metrics and "safety/benign_compliance_rate" in metrics
 
 
+def test_refusal_judge_decides_the_rule_based_term_softly(tiny_models, tmp_path):
+    """With a trained judge, the term is r * (2p - 1) on harmful prompts and r * (1 - 2p) on benign ones, p the
+    judge's P(refused), whatever the phrase list says; the phrase list still gives the safety/* rates."""
+    from reward.refusal import classify_refusal
+
+    margs = model_args(tiny_models["policy"])
+    tokenizer = load_tokenizer(margs)
+    dataset = make_dataset(tokenizer, n=8).add_column("label", ["harmful", "benign"] * 4)
+    args = config(tmp_path, refusal_reward=0.5, sample_completions=8, max_steps=1)
+    seen = []
+
+    def judge(prompts, completions):  # P(refused) from the completion's length: unrelated to the phrase list
+        seen.append(list(completions))
+        return [min(len(c), 40) / 40 for c in completions]
+
+    trainer = SafetyPPOTrainer(
+        args, tokenizer, load_policy(margs, tokenizer), load_value_model(str(tiny_models["policy"]), margs, tokenizer),
+        lambda prompts, completions: [0.0] * len(prompts), dataset, refusal_judge=judge,
+    )  # fmt: skip
+    batch = trainer.batch(0)
+    metrics, samples = trainer.step(batch)
+    assert seen and seen[0] == [completion for _, completion, _ in samples]
+    for label, (_, completion, score) in zip(batch["labels"], samples, strict=True):
+        p = min(len(completion), 40) / 40
+        assert score == pytest.approx(0.5 * ((2 * p - 1) if label == "harmful" else (1 - 2 * p)), abs=1e-6)
+    judged = torch.tensor([min(len(c), 40) / 40 > 0.5 for _, c, _ in samples], dtype=torch.float32)
+    phrase = torch.tensor([classify_refusal(c) != "compliance" for _, c, _ in samples], dtype=torch.float32)
+    assert metrics["safety/judge_refused_rate"] == pytest.approx(judged.mean().item())
+    assert metrics["safety/judge_disagreement"] == pytest.approx((judged != phrase).float().mean().item())
+    assert "safety/harmful_refusal_rate" in metrics
+
+
 def test_score_anchor_scores_each_completion_relative_to_a_refusal_of_its_prompt(tiny_models, tmp_path):
     margs = model_args(tiny_models["policy"])
     tokenizer = load_tokenizer(margs)
