@@ -365,10 +365,27 @@ class SafetyPPOConfig(TrainingArguments):
         label_baseline (`bool`, *optional*, defaults to `False`): on labelled prompts, subtract from each score the
             mean score of its label in the batch (`ppo_core.label_baseline`), so that a right refusal of a harmful
             prompt is not "below average" beside the higher scores of benign answers while the critic is untrained.
+        samples_per_prompt (`int`, *optional*, defaults to `1`): = k, responses sampled per prompt in each rollout
+            batch: an update sees `batch_size / k` prompts, each k times in a row, so a prompt the policy nearly
+            always refuses (or always answers) still yields the odd contrary sample. Must divide the batch of each
+            process.
+        prompt_baseline (`bool`, *optional*, defaults to `False`): with `samples_per_prompt` >= 2, subtract from each
+            score the mean score of the other samples of its prompt (RLOO's leave-one-out baseline,
+            `ppo_core.prompt_baseline`); excludes `label_baseline`, which it refines.
         refusal_judge_path (`str` or `None`, *optional*, defaults to `None`): a trained refusal judge (`safety-rlhf
             reward --objective refusal`, a `reward.SafetyRefusalJudge`) that decides the `refusal_reward` term instead
             of the phrase list, softly: `refusal_reward * (2 P(refused) - 1)` on harmful prompts, its opposite on
             benign ones. The phrase list stays the evaluation's judge: a policy paid by it learns its phrases.
+        ptx_coef (`float`, *optional*, defaults to `0.0`): = gamma of InstructGPT's PPO-ptx: each optimizer step adds
+            `ptx_coef` times the negative log-likelihood of a micro-batch of supervised rows (`ptx_dataset_name`, e.g.
+            the warm start's refusals and the model's own benign answers) to the PPO loss, so RL cannot trade away
+            what the warm start taught on prompts its rollouts rarely get right. 0 turns it off.
+        ptx_dataset_name (`str` or `None`, *optional*, defaults to `None`): the supervised conversations of the
+            ptx term (any `sft` dataset: `bundled_warmstart`, a Hub or local set), its `ptx_dataset_split`.
+        ptx_dataset_split (`str`, *optional*, defaults to `"train"`): split of `ptx_dataset_name`.
+        ptx_own_answers (`str` or `None`, *optional*, defaults to `None`): a `safety-rlhf sample` file whose benign
+            answers join the ptx rows, as `sft --own_answers` does for the warm start.
+        ptx_max_length (`int`, *optional*, defaults to `256`): ptx rows keep their last `ptx_max_length` tokens.
         kl_coef (`float`, *optional*, defaults to `0.05`): = beta, weight of the per-token KL penalty in the reward.
         kl_estimator (`str`, *optional*, defaults to `"k1"`): `"k1"` (log-ratio) or `"k3"` ((r-1) - log r).
         adaptive_kl (`bool`, *optional*, defaults to `False`): adapt `kl_coef` toward `kl_target`
@@ -476,6 +493,17 @@ class SafetyPPOConfig(TrainingArguments):
         default=None, metadata={"help": "Trained refusal judge deciding the refusal_reward term (not the phrases)."}
     )
     label_baseline: bool = field(default=False, metadata={"help": "Subtract each label's mean score in the batch."})
+    samples_per_prompt: int = field(default=1, metadata={"help": "Responses sampled per prompt in a rollout batch."})
+    prompt_baseline: bool = field(
+        default=False, metadata={"help": "Subtract the mean score of the prompt's other samples (RLOO)."}
+    )
+    ptx_coef: float = field(default=0.0, metadata={"help": "Supervised (PPO-ptx) loss weight; 0 = off."})
+    ptx_dataset_name: str | None = field(default=None, metadata={"help": "SFT dataset of the ptx term."})
+    ptx_dataset_split: str = field(default="train", metadata={"help": "Split of ptx_dataset_name."})
+    ptx_own_answers: str | None = field(
+        default=None, metadata={"help": "`safety-rlhf sample` file whose benign answers join the ptx rows."}
+    )
+    ptx_max_length: int = field(default=256, metadata={"help": "Tokens kept per ptx row (the last ones)."})
     kl_coef: float = field(default=0.05, metadata={"help": "= beta, per-token KL penalty weight."})
     kl_estimator: str = field(default="k1", metadata={"help": "`k1` or `k3`."})
     adaptive_kl: bool = field(default=False, metadata={"help": "Adaptive KL controller (Ziegler et al. 2019)."})
@@ -541,10 +569,11 @@ class SafetyPPOConfig(TrainingArguments):
             self,
             at_least_1=(
                 "num_ppo_epochs", "num_mini_batches", "response_length", "local_rollout_forward_batch_size",
-                "total_episodes", "kl_horizon", "max_nonfinite_updates", "episode_cost_window_size",
+                "total_episodes", "kl_horizon", "max_nonfinite_updates", "episode_cost_window_size", "ptx_max_length",
+                "samples_per_prompt",
             ),
             at_least_0=(
-                "missing_eos_penalty", "refusal_reward", "kl_coef", "vf_coef", "ent_coef", "lam", "sample_completions",
+                "missing_eos_penalty", "refusal_reward", "ptx_coef", "kl_coef", "vf_coef", "ent_coef", "lam", "sample_completions",
                 "stop_token_id", "value_learning_rate", "lambda_lr", "lambda_update_delay_steps",
             ),
             positive=(
@@ -574,6 +603,18 @@ class SafetyPPOConfig(TrainingArguments):
                 f"refusal_judge_path={self.refusal_judge_path!r} is read only by the refusal_reward term, which is 0; "
                 "set refusal_reward (e.g. 1.0) or unset refusal_judge_path"
             )
+        if self.ptx_coef and not self.ptx_dataset_name:
+            raise SafetyRLHFError(
+                f"ptx_coef={self.ptx_coef} needs the supervised rows it trains on; set ptx_dataset_name (e.g. "
+                "bundled_warmstart) or ptx_coef 0"
+            )
+        for name in ("ptx_dataset_name", "ptx_own_answers"):
+            if getattr(self, name) and not self.ptx_coef:
+                raise SafetyRLHFError(
+                    f"{name}={getattr(self, name)!r} is read only by the ptx term, whose ptx_coef is 0; set ptx_coef "
+                    f"(e.g. 0.1) or unset {name}"
+                )
+        self.check_sampling()
         start_cpu_process_group(self)
         super().__post_init__()
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -581,6 +622,24 @@ class SafetyPPOConfig(TrainingArguments):
         self.batch_size = self.local_batch_size * self.world_size
         self.local_mini_batch_size = self.local_batch_size // self.num_mini_batches
         self.mini_batch_size = self.batch_size // self.num_mini_batches
+
+    def check_sampling(self) -> None:
+        k, local = self.samples_per_prompt, self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if local % k:
+            raise SafetyRLHFError(
+                f"samples_per_prompt={k} does not divide the batch of each process (per_device_train_batch_size * "
+                f"gradient_accumulation_steps = {local}); choose a divisor of {local}"
+            )
+        if self.prompt_baseline and k < 2:
+            raise SafetyRLHFError(
+                f"prompt_baseline compares the samples of one prompt, but samples_per_prompt={k}; set "
+                "samples_per_prompt 2 or more, or prompt_baseline false"
+            )
+        if self.prompt_baseline and self.label_baseline:
+            raise SafetyRLHFError(
+                "prompt_baseline and label_baseline are both set; prompt_baseline already removes each prompt's (and "
+                "so each label's) mean: set label_baseline false"
+            )
 
     def check_algorithm(self) -> None:
         if self.algorithm not in ("ppo", "ppo_lag"):

@@ -18,11 +18,15 @@ will sample) and the safety cost model (`cost.yaml`, on both response files);
 then: evaluate the PPO policy against the warm start, greedy (eval.json, report.md, plots), the same sampled at the
 training temperature, the same greedy on the held-out prompts (`bundled_heldout`: written apart, five categories
 never trained on), and a summary table (summary.json). On SmolLM2 the evaluations also measure each policy's KL to
-the untrained model along its own responses.
+the untrained model along its own responses. On SmolLM2, stages that do not read each other run side by side in two
+processes (`parallel`): the warm start beside the reward model and judge, the evaluations and the probe two by two.
 """
 
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +91,15 @@ class DemoArguments:
         },
     )
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing demo folder."})
+    parallel: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Run independent stages (the warm start beside the reward model and judge; the three "
+            "evaluations and the probe) in two processes that share the torch threads, their output in "
+            "output_dir/logs; false runs every stage in this process, one after another. Default: on for smollm2, "
+            "off for tiny (a new process's imports take longer than its tiny stages)."
+        },
+    )
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -99,6 +112,8 @@ class DemoArguments:
             raise SafetyRLHFError(f"ppo_max_steps={self.ppo_max_steps} must be at least 1 (or unset: the recipe's)")
         if self.recipes_dir is None:
             self.recipes_dir = str(RECIPES_ROOT / MODELS[self.model])
+        if self.parallel is None:
+            self.parallel = self.model == "smollm2"
 
 
 def parse(types: list, recipe: Path, **overrides) -> tuple:
@@ -111,11 +126,48 @@ def parse(types: list, recipe: Path, **overrides) -> tuple:
     return TrlParser(types).parse_args_and_config(argv)
 
 
+def run_logged(log: str, threads: int, steps: list) -> list:
+    """One worker of `in_parallel`: `threads` torch threads, stdout and stderr to `log`, then each `(fn, args)` of
+    `steps` in turn; returns [(result, seconds)]. Module-level, so a spawned process can unpickle it."""
+    import torch
+
+    torch.set_num_threads(threads)
+    with open(log, "w", encoding="utf-8") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        done = []
+        for fn, fn_args in steps:
+            start = time.time()
+            result = fn(*fn_args)
+            done.append((result, round(time.time() - start, 1)))
+        return done
+
+
+def sft_stage(*args) -> None:
+    """`sft.main` without its return value (a trainer, which cannot cross processes)."""
+    from . import sft
+
+    sft.main(*args)
+
+
+def in_parallel(workers: list[list], logs: list[Path]) -> list[list]:
+    """Run each worker's steps (a list of `(fn, args)`) in its own spawned process, the torch threads of this one
+    shared between them: on 2 CPU cores, two 1-thread processes trained PPO 1.45x faster together than one
+    2-thread process (docs/EXPERIMENTS.md, 2026-12-06): small models leave threads idle between small ops. Returns
+    each worker's [(result, seconds)]; the first failure is raised here."""
+    import torch
+
+    threads = max(1, torch.get_num_threads() // len(workers))
+    with ProcessPoolExecutor(len(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_logged, str(log), threads, steps) for log, steps in zip(logs, workers, strict=True)]
+        return [future.result() for future in futures]
+
+
 def main(args: DemoArguments) -> dict:
     from reward.train import SafetyRewardConfig
     from reward.train import main as train_reward
 
-    from . import evaluate, ppo, sft
+    from . import evaluate, ppo
     from .config import ModelArguments as ModelConfig
     from .config import SafetyPPOConfig, ScriptArguments
     from .evaluate import EvalArguments
@@ -127,7 +179,7 @@ def main(args: DemoArguments) -> dict:
     if args.dtype:
         over["dtype"] = args.dtype
     generation_dtype = args.dtype or (NATIVE if args.model == "smollm2" else "float32")  # sample and eval stages
-    timings, console = {}, Console()
+    timings, console, demo_start = {}, Console(), time.time()
     real = args.model == "smollm2"
 
     def stage(name: str, fn):
@@ -136,6 +188,28 @@ def main(args: DemoArguments) -> dict:
         result = fn()
         timings[name] = round(time.time() - start, 1)
         return result
+
+    def stages_together(workers: list[list[tuple]], order: list[tuple] | None = None) -> dict:
+        """Independent stages: each worker a list of `(name, fn, args)` run in turn, the workers side by side
+        (`in_parallel`) unless `parallel` is off or there is one thread; `order` (the same tuples) is the order of
+        the stage list and of a run in this process. Returns {name: result}."""
+        import torch
+
+        named = order or [step for worker in workers for step in worker]
+        if not args.parallel or torch.get_num_threads() < 2:
+            return {name: stage(name, lambda fn=fn, fn_args=fn_args: fn(*fn_args)) for name, fn, fn_args in named}
+        first = len(timings) + 1
+        console.rule(f"[bold]{first}-{first + len(named) - 1}. {' | '.join(name for name, _, _ in named)}")
+        logs = [out / "logs" / (worker[0][0].replace(" ", "_").replace(",", "") + ".log") for worker in workers]
+        logs[0].parent.mkdir(parents=True, exist_ok=True)
+        console.print(f"side by side, in {len(workers)} processes; their output: {', '.join(map(str, logs))}")
+        done = in_parallel([[(fn, fn_args) for _, fn, fn_args in worker] for worker in workers], logs)
+        results, seconds = {}, {}
+        for worker, outcomes in zip(workers, done, strict=True):
+            for (name, _, _), (result, took) in zip(worker, outcomes, strict=True):
+                results[name], seconds[name] = result, took
+        timings.update((name, seconds[name]) for name, _, _ in named)
+        return results
 
     def sample_train(name: str, model: Path, output: Path, **fields) -> Path:
         """A `safety-rlhf sample` stage: `model`'s responses to the train prompts, written to `output`."""
@@ -172,36 +246,37 @@ def main(args: DemoArguments) -> dict:
     own = None
     if real:
         own = sample_train("sample the model's own responses", base, out / "own_responses.jsonl", decodings="greedy")
-    stage(
-        "SFT warm start",
-        lambda: sft.main(
-            *parse(
-                [ScriptArguments, SafetySFTConfig, ModelConfig],
-                recipes / "sft.yaml",
-                model_name_or_path=base,
-                output_dir=out / "sft",
-                **({"own_answers": own} if own else {}),
-                **over,
-            )
-        ),
-    )
     # PPO starts from the warm start: on SmolLM2 its LoRA merged into a full model (the PPO adapter then loads alone).
     start = out / "sft" / MERGED_DIR if real else out / "sft"
 
-    def train_scorer(name: str, recipe: str, folder: str, responses: Path | str | None) -> None:
-        """The reward or the cost model stage (`reward.train`), on the written pairs plus `responses` if any."""
+    def scorer_args(recipe: str, folder: str, responses: Path | str | None) -> tuple:
+        """The reward, judge or cost model stage's arguments (`reward.train`): the written pairs plus `responses`."""
         extra = {"real_responses": responses} if responses else {}
         types = [ScriptArguments, SafetyRewardConfig, ModelConfig]
-        stage(name, lambda: train_reward(*parse(types, recipes / recipe, output_dir=out / folder, **extra, **over)))
+        return parse(types, recipes / recipe, output_dir=out / folder, **extra, **over)
 
-    train_scorer("safety reward model", "reward.yaml", "reward", own)
-    # The label-aware reward's refusal judge, when the PPO recipe reads one (refusal_judge_path): trained here on the
-    # written pairs and the model's own responses, so PPO is not paid by the phrase list that grades it.
+    # The warm start, and beside it (it does not read the warm start) the reward model, then the label-aware reward's
+    # refusal judge when the PPO recipe reads one (refusal_judge_path): trained on the written pairs and the model's
+    # own responses, so PPO is not paid by the phrase list that grades it.
+    warm_start = (
+        "SFT warm start",
+        sft_stage,
+        parse(
+            [ScriptArguments, SafetySFTConfig, ModelConfig],
+            recipes / "sft.yaml",
+            model_name_or_path=base,
+            output_dir=out / "sft",
+            **({"own_answers": own} if own else {}),
+            **over,
+        ),
+    )
+    scorers = [("safety reward model", train_reward, scorer_args("reward.yaml", "reward", own))]
     ppo_recipe = recipes / ALGORITHMS[args.algorithm]
     judge = {}
     if yaml.safe_load(ppo_recipe.read_text(encoding="utf-8")).get("refusal_judge_path"):
-        train_scorer("refusal judge", "judge.yaml", "judge", own)
+        scorers.append(("refusal judge", train_reward, scorer_args("judge.yaml", "judge", own)))
         judge = {"refusal_judge_path": out / "judge"}
+    stages_together([[warm_start], scorers])
 
     def parse_eval(data: dict | None = None, **fields) -> tuple:
         fields = {"reward_model_path": out / "reward", "batch_size": args.eval_batch_size, "dtype": generation_dtype,
@@ -228,9 +303,11 @@ def main(args: DemoArguments) -> dict:
                 max_new_tokens=32,
             )  # fmt: skip
             warm_and_own = f"{own},{warm}"
-        train_scorer("safety cost model", "cost.yaml", "cost", warm_and_own)
+        stage("safety cost model", lambda: train_reward(*scorer_args("cost.yaml", "cost", warm_and_own)))
         lag = {"cost_model_path": out / "cost"}
     steps = {} if args.ppo_max_steps is None else {"max_steps": args.ppo_max_steps}
+    # The supervised term's rows are the warm start's: its written conversations and this demo's own answers.
+    ptx = {"ptx_own_answers": own} if own and yaml.safe_load(ppo_recipe.read_text()).get("ptx_own_answers") else {}
     stage(
         "PPO-Lagrangian" if args.algorithm == "ppo_lag" else "PPO",
         lambda: ppo.main(
@@ -242,62 +319,39 @@ def main(args: DemoArguments) -> dict:
                 output_dir=out / "ppo",
                 **lag,
                 **judge,
+                **ptx,
                 **steps,
                 **over,
             )
         ),
     )
-    final = stage(
-        "evaluate PPO vs SFT",
-        lambda: evaluate.main(
-            *parse_eval(
-                model_name_or_path=out / "ppo",
-                baseline_model_name_or_path=start,
-                metrics_file=out / "ppo" / "metrics.jsonl",
-                output_dir=out / "eval",
-            )
-        ),
-    )
-    # The same comparison sampled at the training temperature: what PPO optimised, not only its mode.
-    sampled = stage(
-        "evaluate PPO vs SFT, sampled",
-        lambda: evaluate.main(
-            *parse_eval(
-                model_name_or_path=out / "ppo",
-                baseline_model_name_or_path=start,
-                temperature=0.7,
-                output_dir=out / "eval_sampled",
-            )
-        ),
-    )
-    # Prompts written apart from the bundled splits: how far the behaviour carries to requests never trained on.
-    heldout = stage(
-        "evaluate PPO vs SFT, held-out prompts",
-        lambda: evaluate.main(
-            *parse_eval(
-                data={"dataset_name": "bundled_heldout", "dataset_test_split": "test"},
-                model_name_or_path=out / "ppo",
-                baseline_model_name_or_path=start,
-                output_dir=out / "eval_heldout",
-            )
-        ),
-    )
-    # What the trained policy's own hidden states tell apart with a linear read-out (train prompts -> eval prompts):
+    # The evaluations and the probe read the trained policy only: side by side. Greedy against the warm start (with
+    # the training curves); the same sampled at the training temperature (what PPO optimised, not only its mode); the
+    # held-out prompts, written apart from the bundled splits (how far the behaviour carries to requests never trained
+    # on); the probe: what the policy's own hidden states tell apart with a linear read-out (train -> eval prompts),
     # how far its behaviour is from what it can already distinguish.
     from .probe import ProbeArguments
     from .probe import main as probe
 
-    probed = stage(
-        "probe the PPO policy's hidden states",
-        lambda: probe(
-            ProbeArguments(
-                model_name_or_path=str(out / "ppo"),
-                output_dir=str(out / "probe"),
-                dtype=generation_dtype,
-                overwrite_output_dir=args.overwrite_output_dir,
-            )
-        ),
-    )
+    compared = {"model_name_or_path": out / "ppo", "baseline_model_name_or_path": start}
+    greedy = ("evaluate PPO vs SFT", evaluate.main, parse_eval(
+        **compared, metrics_file=out / "ppo" / "metrics.jsonl", output_dir=out / "eval"
+    ))  # fmt: skip
+    sampled = ("evaluate PPO vs SFT, sampled", evaluate.main, parse_eval(
+        **compared, temperature=0.7, output_dir=out / "eval_sampled"
+    ))  # fmt: skip
+    heldout = ("evaluate PPO vs SFT, held-out prompts", evaluate.main, parse_eval(
+        data={"dataset_name": "bundled_heldout", "dataset_test_split": "test"}, **compared,
+        output_dir=out / "eval_heldout",
+    ))  # fmt: skip
+    probe_args = ProbeArguments(
+        model_name_or_path=str(out / "ppo"), output_dir=str(out / "probe"), dtype=generation_dtype,
+        overwrite_output_dir=args.overwrite_output_dir,
+    )  # fmt: skip
+    probed = ("probe the PPO policy's hidden states", probe, (probe_args,))
+    # Two workers of about equal length (2 cores, bf16: 103 + 68 s and 122 + 26 s one after another).
+    results = stages_together([[greedy, heldout], [sampled, probed]], order=[greedy, sampled, heldout, probed])
+    final, sampled, heldout, probed = (results[name] for name, _, _ in (greedy, sampled, heldout, probed))
     summary = {"model": args.model, "algorithm": args.algorithm, "probe": probed["best"]}
     for suffix, result in (("", final), ("_sampled", sampled), ("_heldout", heldout)):
         summary["before" + suffix] = {k: result["baseline"].get(k) for k, _ in HEADLINE}
@@ -309,7 +363,7 @@ def main(args: DemoArguments) -> dict:
             if "trained_judge" in metrics:
                 summary[side + suffix]["judge_disagreement"] = metrics["trained_judge"]["disagreement"]
     summary.update(
-        seconds=timings, total_seconds=round(sum(timings.values()), 1), machine=describe(cpu=True),
+        seconds=timings, total_seconds=round(time.time() - demo_start, 1), machine=describe(cpu=True),
         report=str(out / "eval" / "report.md"),
     )  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -342,5 +396,8 @@ def print_summary(console: Console, summary: dict) -> None:
         f"{probe['harmful']:.3f}, benign {probe['benign']:.3f}; its greedy behaviour: harmful refused "
         f"{summary['after']['harmful_refusal_rate']:.3f}, benign answered {summary['after']['benign_compliance_rate']:.3f}"
     )
-    console.print(f"stage times (s): {summary['seconds']}; total {summary['total_seconds']} s on {summary['machine']}")
+    console.print(
+        f"stage times (s; stages side by side overlap): {summary['seconds']}; total (wall) {summary['total_seconds']} s on "
+        f"{summary['machine']}"
+    )
     console.print(f"report: {summary['report']}")

@@ -105,6 +105,13 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
     refusal_judge = load_refusal_judge(
         training_args.refusal_judge_path, training_args.trust_remote_code, script_args.allow_pickle_weights
     )
+    ptx_dataset = None
+    if training_args.ptx_coef:
+        from .sft import supervised_rows
+
+        ptx_dataset = supervised_rows(
+            training_args.ptx_dataset_name, training_args.ptx_dataset_split, tokenizer, training_args.ptx_own_answers
+        )
     policy = load_policy(
         model_args,
         tokenizer,
@@ -116,7 +123,7 @@ def main(script_args: ScriptArguments, training_args: SafetyPPOConfig, model_arg
     value_model = load_critic(training_args, model_args, policy, tokenizer, script_args.allow_pickle_weights)
     trainer = SafetyPPOTrainer(
         training_args, tokenizer, policy, value_model, reward_model, train_dataset, cost_model=cost_model,
-        refusal_judge=refusal_judge,
+        refusal_judge=refusal_judge, ptx_dataset=ptx_dataset,
     )  # fmt: skip
     if resume:
         check_checkpoint(

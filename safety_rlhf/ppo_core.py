@@ -150,6 +150,18 @@ def label_baseline(scores: torch.Tensor, harmful: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def prompt_baseline(scores: torch.Tensor, group: int) -> torch.Tensor:
+    """Each score minus the mean score of the other samples of its prompt (RLOO's leave-one-out baseline, Ahmadian et
+    al. 2024): rows come in consecutive groups of `group` samples of one prompt. Independent of the sample it is
+    subtracted from, so the expected policy gradient is unchanged; what remains is how much better this response was
+    than the policy's other tries at the same prompt.
+
+    scores: (B,), B a multiple of `group` >= 2. Returns (B,)."""
+    grouped = scores.view(-1, group)
+    others = (grouped.sum(1, keepdim=True) - grouped) / (group - 1)
+    return (grouped - others).view(-1)
+
+
 def token_rewards(
     scores: torch.Tensor,
     kl: torch.Tensor,

@@ -16,7 +16,7 @@ from trl import SFTConfig, SFTTrainer, get_peft_config
 
 from . import SafetyRLHFError, data
 from .config import ScriptArguments, check_output_dir, check_training_fields, move_previous_checkpoints, save_config
-from .models import check_fits, load_policy, load_tokenizer, weights_kwargs
+from .models import check_fits, load_policy, load_tokenizer, lora_on_top_layers, weights_kwargs
 from .precision import resolve as resolve_precision
 
 MERGED_DIR = "merged"
@@ -37,6 +37,9 @@ class SafetySFTConfig(SFTConfig):
             the train split (those the refusal judge calls compliance) join the training rows (`own_answer_rows`).
             A warm start made only of refusals spills over onto benign prompts that look alarming; training on the
             model's own benign answers holds them where they were, in the model's own words rather than ours.
+        trainable_layers (`int` or `None`, *optional*, defaults to `None`):
+            = K, LoRA on the top K decoder layers only (PEFT `layers_to_transform`), as `ppo --trainable_layers`:
+            the backward pass stops at layer L-K. None adapts every layer.
     """
 
     merge_lora: bool = field(
@@ -47,8 +50,16 @@ class SafetySFTConfig(SFTConfig):
         metadata={"help": "`safety-rlhf sample` file of the starting model: its benign train answers join the rows."},
     )
 
+    trainable_layers: int | None = field(
+        default=None, metadata={"help": "LoRA on the top K decoder layers only; None = all layers."}
+    )
+
     def __post_init__(self):
         check_training_fields(self)  # before TrainingArguments' own checks, which would fail later or not at all
+        if self.trainable_layers is not None and self.trainable_layers < 1:
+            raise SafetyRLHFError(
+                f"trainable_layers={self.trainable_layers} must be at least 1; unset it to adapt every layer"
+            )
         super().__post_init__()
 
 
@@ -102,6 +113,16 @@ def tokenize_with_own_answers(dataset: Dataset, own: list[dict], tokenizer) -> D
         messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["answer"]}]
         rows.append(encode(messages, row["stopped"]))
     return Dataset.from_list(rows)
+
+
+def supervised_rows(dataset_name: str, split: str, tokenizer, own_answers: str | None = None,
+                    option: str = "ptx_own_answers") -> Dataset:  # fmt: skip
+    """The conversations of `dataset_name` (an `sft` dataset) and, with `own_answers`, the model's own benign answers
+    of `split`, tokenized as the warm start learns them (`input_ids`, `labels` with -100 on the prompt): the rows of
+    PPO's supervised ptx term."""
+    dataset = data.load_sft(dataset_name, split=split)
+    own = own_answer_rows(data.read_responses(own_answers, option), split) if own_answers else []
+    return tokenize_with_own_answers(dataset, own, tokenizer)
 
 
 def load_split(script_args: ScriptArguments, split: str, own_answers: str | None = None, tokenizer=None):
@@ -223,13 +244,16 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> 
         apply_peft=False,
         allow_pickle=script_args.allow_pickle_weights,
     )
+    peft_config = get_peft_config(model_args)
+    if getattr(training_args, "trainable_layers", None) is not None:
+        peft_config = lora_on_top_layers(peft_config, model, training_args.trainable_layers)
     trainer = SFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
+        peft_config=peft_config,
     )
     resume = training_args.resume_from_checkpoint
     if resume:

@@ -223,10 +223,12 @@ class SafetyPPOTrainer:
             list[float]`, higher = more harmful; `value_model` is then a `critics.RewardAndCostCritics`.
         refusal_judge: with `refusal_reward`: a `reward.SafetyRefusalJudge` or any callable `(prompts, completions)
             -> P(refused)` per completion, read by the label-aware term instead of the phrase list.
+        ptx_dataset: with `ptx_coef`: supervised rows, `input_ids` and `labels` (-100 where no loss, as
+            `sft.supervised_rows` builds them), whose negative log-likelihood joins every PPO optimizer step.
     """
 
     def __init__(self, args: SafetyPPOConfig, processing_class, model, value_model, reward_model, train_dataset,
-                 ref_model=None, cost_model=None, refusal_judge=None):  # fmt: skip
+                 ref_model=None, cost_model=None, refusal_judge=None, ptx_dataset=None):  # fmt: skip
         self.args = args
         self.tokenizer = processing_class
 
@@ -235,6 +237,14 @@ class SafetyPPOTrainer:
         # Micro-batches per optimizer step. Accelerate divides each backward loss by it (DeepSpeed's engine does the
         # same and steps at that boundary), so the losses below are multiplied back by it.
         self.micro_per_step = args.gradient_accumulation_steps // args.num_mini_batches
+        if args.ptx_coef:
+            if ptx_dataset is None or not {"input_ids", "labels"} <= set(ptx_dataset.column_names):
+                raise SafetyRLHFError(
+                    f"ptx_coef={args.ptx_coef} needs supervised rows with columns input_ids and labels; set "
+                    "ptx_dataset_name (e.g. bundled_warmstart) or ptx_coef 0"
+                )
+            self.micro_per_step += 1  # one supervised micro-batch joins each optimizer step
+        self.ptx_dataset = ptx_dataset if args.ptx_coef else None
         self.accelerator = Accelerator(
             gradient_accumulation_steps=self.micro_per_step,
             mixed_precision=mixed_precision,
@@ -303,11 +313,12 @@ class SafetyPPOTrainer:
                 "build it with safety_rlhf.data.tokenize_prompts"
             )
         self.train_dataset = train_dataset
-        self.batches_per_epoch = len(train_dataset) // args.batch_size
+        self.prompts_per_batch = args.batch_size // args.samples_per_prompt
+        self.batches_per_epoch = len(train_dataset) // self.prompts_per_batch
         if self.batches_per_epoch == 0:
             raise SafetyRLHFError(
-                f"the training set has {len(train_dataset)} prompts, fewer than batch_size={args.batch_size}; "
-                "lower per_device_train_batch_size or gradient_accumulation_steps, or add prompts"
+                f"the training set has {len(train_dataset)} prompts, fewer than the {self.prompts_per_batch} a batch "
+                "needs; lower per_device_train_batch_size or gradient_accumulation_steps, or add prompts"
             )
         if args.max_steps > 0:
             self.num_updates = args.max_steps
@@ -371,9 +382,11 @@ class SafetyPPOTrainer:
         args, acc = self.args, self.accelerator
         epoch, index = divmod(update, self.batches_per_epoch)
         order = torch.randperm(len(self.train_dataset), generator=torch.Generator().manual_seed(args.seed + epoch))
-        ids = order[index * args.batch_size : (index + 1) * args.batch_size]
-        ids = ids[acc.process_index * args.local_batch_size : (acc.process_index + 1) * args.local_batch_size]
-        rows = self.train_dataset[ids.tolist()]
+        ids = order[index * self.prompts_per_batch : (index + 1) * self.prompts_per_batch]
+        local = args.local_batch_size // args.samples_per_prompt
+        ids = ids[acc.process_index * local : (acc.process_index + 1) * local]
+        # `samples_per_prompt` copies of each prompt in a row: the groups `ppo_core.prompt_baseline` reads.
+        rows = self.train_dataset[ids.repeat_interleave(args.samples_per_prompt).tolist()]
         padded = self.tokenizer.pad({"input_ids": rows["input_ids"]}, padding=True, return_tensors="pt")
         return {
             "queries": padded["input_ids"].to(acc.device),
@@ -618,6 +631,8 @@ class SafetyPPOTrainer:
         logged_scores = scores
         if args.label_baseline and harmful is not None:
             scores = ppo_core.label_baseline(scores, harmful)
+        if args.prompt_baseline:
+            scores = ppo_core.prompt_baseline(scores, args.samples_per_prompt)
         if lagrangian:  # ppo_lag: the cost of each completion, then one step of lambda
             with timer("scoring"):
                 costs = self.score_costs(batch["prompts"], completions, has_stop)
@@ -657,7 +672,8 @@ class SafetyPPOTrainer:
 
         # 6. PPO epochs: shuffled mini-batches, each one optimizer step over accumulated micro-batches.
         unwrapped.train()
-        stats = {k: [] for k in STAT_KEYS + (("cost_vf_loss",) if lagrangian else ())}
+        extra = (("cost_vf_loss",) if lagrangian else ()) + (("ptx_loss",) if self.ptx_dataset is not None else ())
+        stats = {k: [] for k in STAT_KEYS + extra}
         if finite:
             with timer("optimization"):
                 finite = self.ppo_epochs(rollout_batch, sequence_lengths, context, stats)
@@ -698,9 +714,15 @@ class SafetyPPOTrainer:
                     "val/ratio_var": avg["ratio_var"],
                 }
             )
+        if stats.get("ptx_loss"):
+            metrics["loss/ptx_avg"] = mean(torch.stack(stats["ptx_loss"]))
         if lagrangian:
             metrics.update(self.lagrangian_metrics(costs, values, returns, maskf, stats["cost_vf_loss"]))
         metrics.update(self.safety_metrics(refused, harmful))
+        if refused is not None and args.samples_per_prompt > 1:
+            # Prompts whose samples all got the same behaviour (all refused or all answered): no contrast to learn from.
+            groups = refused.view(-1, args.samples_per_prompt)
+            metrics["safety/prompts_without_contrast"] = mean((groups.amin(1) == groups.amax(1)).float().mean())
         if judged is not None:
             # How often the trained judge and the evaluation's phrase list disagree on this rollout's completions.
             metrics["safety/judge_refused_rate"] = mean((judged > 0.5).float().mean())
@@ -778,10 +800,19 @@ class SafetyPPOTrainer:
         """
         args, acc = self.args, self.accelerator
         local_bs, mini, micro = args.local_batch_size, args.local_mini_batch_size, args.per_device_train_batch_size
-        for _ in range(args.num_ppo_epochs):
+        for epoch in range(args.num_ppo_epochs):
             order = torch.randperm(local_bs, device=acc.device)
             for mb_start in range(0, local_bs, mini):
                 mb = order[mb_start : mb_start + mini]
+                if self.ptx_dataset is not None:  # PPO-ptx: the supervised micro-batch first, gradients kept locally
+                    step_index = (self.update * args.num_ppo_epochs + epoch) * args.num_mini_batches + mb_start // mini
+                    with acc.no_sync(self.model):
+                        ptx_loss = self.ptx_loss(step_index)
+                        if not self.all_finite(ptx_loss):
+                            self.optimizer.zero_grad()
+                            return False
+                        acc.backward(args.ptx_coef * ptx_loss * self.micro_per_step)
+                    stats["ptx_loss"].append(ptx_loss.detach().float())
                 # Rows of similar length share a micro-batch, so each forward pass has little padding to cut. The loss
                 # is a token sum over the whole mini-batch: the grouping does not change the update.
                 mb = mb[torch.argsort(sequence_lengths[mb], descending=True, stable=True)]
@@ -802,6 +833,52 @@ class SafetyPPOTrainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad()
         return True
+
+    def ptx_rows(self, step_index: int) -> list[int]:
+        """This process's supervised rows for PPO optimizer step `step_index` (counted from the start of training):
+        a function of (seed, step_index), so resuming needs no state. Each pass over the rows is a new permutation;
+        the processes take disjoint slices of it."""
+        args, acc = self.args, self.accelerator
+        micro, n = args.per_device_train_batch_size, len(self.ptx_dataset)
+        per_step = micro * acc.num_processes
+        steps_per_pass = max(1, n // per_step)
+        epoch, index = divmod(step_index, steps_per_pass)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed + 7919 * (epoch + 1)))
+        start = index * per_step + acc.process_index * micro
+        return [int(order[(start + k) % n]) for k in range(micro)]
+
+    def ptx_loss(self, step_index: int) -> torch.Tensor:
+        """PPO-ptx (InstructGPT): the token-mean negative log-likelihood of a micro-batch of supervised rows under the
+        policy (at temperature 1), the gradient of `ptx_coef` times it added to the optimizer step it belongs to.
+
+        Rows are left-padded so that every row's labelled tokens (its answer) lie in the last W columns; the forward
+        pass computes logits for those only, and with `trainable_layers` the frozen bottom layers run without grad.
+        """
+        args, acc = self.args, self.accelerator
+        rows = self.ptx_dataset[self.ptx_rows(step_index)]
+        ids = [row[-args.ptx_max_length :] for row in rows["input_ids"]]
+        labels = [row[-args.ptx_max_length :] for row in rows["labels"]]
+        width = max(len(row) for row in ids)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in ids], device=acc.device)
+        targets = torch.tensor([[-100] * (width - len(r)) + r for r in labels], device=acc.device)
+        attention_mask = (torch.arange(width, device=acc.device) >= width - torch.tensor(
+            [len(r) for r in ids], device=acc.device
+        ).unsqueeze(1)).long()  # fmt: skip
+        position_ids = rollout.position_ids_from(attention_mask)
+        labelled = targets != -100
+        first = int(labelled.float().argmax(1).min())  # earliest labelled column over the rows
+        answer_width = width - max(first, 1)
+        unwrapped = acc.unwrap_model(self.model)
+        hidden = None
+        if unwrapped.split is not None:
+            with torch.no_grad():
+                hidden = unwrapped.split.bottom(input_ids, attention_mask, position_ids)
+        logits, values = self.model(input_ids, attention_mask, position_ids, answer_width, hidden)
+        logprobs = rollout.response_logprobs(logits, input_ids[:, -answer_width:], 1.0, vocab_size=self.vocab_size)
+        mask = labelled[:, -answer_width:].float()
+        # The critic's output joins with weight 0: every parameter takes part in the backward pass (DDP).
+        return -(logprobs * mask).sum() / mask.sum().clamp(min=1) + 0.0 * values.float().sum()
 
     def mean_over_processes(self, x: torch.Tensor) -> float:
         """The mean of `x` on this process, averaged over the processes (a metric)."""

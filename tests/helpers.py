@@ -51,6 +51,23 @@ def model_args(path, **kw):
     return ModelConfig(model_name_or_path=str(path), dtype="float32", **kw)
 
 
+def supervised_rows(tokenizer, n=8, answer="I can't help with that, but I can point you to safer resources."):
+    """`n` conversations (the PROMPTS, each answered with `answer`) tokenized as the warm start and the ptx term read
+    them: `input_ids`, and `labels` with -100 on the prompt."""
+    from safety_rlhf.sft import tokenize_with_own_answers
+
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": PROMPTS[i % len(PROMPTS)]},
+                {"role": "assistant", "content": answer},
+            ]
+        }
+        for i in range(n)
+    ]
+    return tokenize_with_own_answers(datasets.Dataset.from_list(rows), [], tokenizer)
+
+
 def make_dataset(tokenizer, n=32):
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n)]
     ids = [
@@ -104,9 +121,10 @@ def length_cost(prompts, completions):
     return [len(c) / 40 for c in completions]
 
 
-def build(tiny_models, tmp_path, reward=None, peft=False, ref_model=None, cost=None, **kw):
+def build(tiny_models, tmp_path, reward=None, peft=False, ref_model=None, cost=None, ptx_dataset=None, **kw):
     """A trainer on the session's tiny policy; `critic`, `critic_layers`, `trainable_layers` and the ppo_lag fields
-    go to the config. Under `algorithm="ppo_lag"`, `cost` (default `length_cost`) is the cost model."""
+    go to the config. Under `algorithm="ppo_lag"`, `cost` (default `length_cost`) is the cost model; with `ptx_coef`,
+    `ptx_dataset` holds the supervised rows."""
     margs = model_args(
         tiny_models["policy"], use_peft=peft, lora_r=8, lora_alpha=16, lora_target_modules=["q_proj", "v_proj"]
     )
@@ -119,7 +137,15 @@ def build(tiny_models, tmp_path, reward=None, peft=False, ref_model=None, cost=N
     if args.algorithm == "ppo_lag":
         cost = cost or length_cost
     return SafetyPPOTrainer(
-        args, tokenizer, policy, value, reward, make_dataset(tokenizer), ref_model=ref_model, cost_model=cost
+        args,
+        tokenizer,
+        policy,
+        value,
+        reward,
+        make_dataset(tokenizer),
+        ref_model=ref_model,
+        cost_model=cost,
+        ptx_dataset=ptx_dataset,
     )
 
 

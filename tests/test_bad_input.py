@@ -153,6 +153,13 @@ def test_cost_objective_with_hard_negatives(prev, capsys):
         (["--algorithm", "ppo_lag", "--lambda_max", "0.5"], "lambda_max=0.5 is below lambda_init=1.0"),
         (["--algorithm", "trpo"], "algorithm='trpo' is not supported; use 'ppo' or 'ppo_lag'"),
         (["--refusal_judge_path", "runs/judge"], "refusal_judge_path='runs/judge' is read only by the refusal_reward"),
+        (["--samples_per_prompt", "3"], "samples_per_prompt=3 does not divide the batch of each process"),
+        (
+            ["--prompt_baseline", "true"],
+            "prompt_baseline compares the samples of one prompt, but samples_per_prompt=1",
+        ),
+        (["--ptx_coef", "0.1"], "ptx_coef=0.1 needs the supervised rows it trains on; set ptx_dataset_name"),
+        (["--ptx_dataset_name", "bundled_warmstart"], "ptx_dataset_name='bundled_warmstart' is read only by the ptx"),
     ],
 )
 def test_ppo_lag_settings(tiny_models, prev, capsys, extra, names):

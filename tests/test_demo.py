@@ -45,13 +45,19 @@ def test_demo_runs_every_stage_and_leaves_a_self_contained_policy(tmp_path):
     ppo = yaml.safe_load((recipes / "ppo.yaml").read_text())
     ppo.update(refusal_reward=1.0, refusal_judge_path="runs/tiny/judge")
     (recipes / "ppo.yaml").write_text(yaml.safe_dump(ppo))
-    summary = main(DemoArguments(output_dir=str(out), model="tiny", recipes_dir=str(recipes)))
+    summary = main(DemoArguments(output_dir=str(out), model="tiny", recipes_dir=str(recipes), parallel=True))
     assert list(summary["seconds"]) == [
         "tiny models", "SFT warm start", "safety reward model", "refusal judge", "evaluate the SFT policy", "PPO",
         "evaluate PPO vs SFT",
         "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts", "probe the PPO policy's hidden states",
     ]  # fmt: skip
     assert json.loads((out / "summary.json").read_text()) == summary
+    # Side by side in two processes: the warm start beside the reward model and judge, the evaluations two by two;
+    # each process's output in its log.
+    logs = sorted(path.name for path in (out / "logs").iterdir())
+    assert logs == ["SFT_warm_start.log", "evaluate_PPO_vs_SFT.log", "evaluate_PPO_vs_SFT_sampled.log",
+                    "safety_reward_model.log"]  # fmt: skip
+    assert all((out / "logs" / name).stat().st_size > 0 for name in logs)
     probe = json.loads((out / "probe" / "probe.json").read_text())
     assert probe["model"] == str(out / "ppo") and summary["probe"] == probe["best"] in probe["layers"]
     for side in ("before", "after", "before_sampled", "after_sampled", "before_heldout", "after_heldout"):
@@ -78,14 +84,15 @@ def test_demo_runs_every_stage_and_leaves_a_self_contained_policy(tmp_path):
 
 def test_demo_with_ppo_lagrangian_trains_a_cost_model_and_runs_the_updates_asked(tmp_path):
     """`--algorithm ppo_lag --ppo_max_steps 3`: a cost model stage, then PPO-Lagrangian against it for 3 updates (the
-    shortened recipe says 2)."""
+    shortened recipe says 2); `parallel` off (the tiny demo's default): every stage in this process, in turn."""
     out = tmp_path / "demo"
     summary = main(
         DemoArguments(
             output_dir=str(out), model="tiny", recipes_dir=str(short_recipes(tmp_path / "recipes")),
-            algorithm="ppo_lag", ppo_max_steps=3,
+            algorithm="ppo_lag", ppo_max_steps=3, parallel=False,
         )
     )  # fmt: skip
+    assert not (out / "logs").exists()
     assert list(summary["seconds"]) == [
         "tiny models", "SFT warm start", "safety reward model", "evaluate the SFT policy", "safety cost model",
         "PPO-Lagrangian", "evaluate PPO vs SFT", "evaluate PPO vs SFT, sampled", "evaluate PPO vs SFT, held-out prompts",

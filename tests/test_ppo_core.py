@@ -15,6 +15,7 @@ from safety_rlhf.ppo_core import (
     masked_whiten,
     per_token_kl,
     policy_loss,
+    prompt_baseline,
     token_rewards,
     value_loss,
 )
@@ -392,3 +393,13 @@ def test_label_baseline_centres_each_label_on_its_own_mean():
     only_benign = label_baseline(torch.tensor([1.0, 3.0]), torch.zeros(2))
     assert torch.equal(only_benign, torch.tensor([-1.0, 1.0]))
     assert torch.equal(scores, torch.tensor([2.0, -3.0, 3.0, -1.0, 2.0]))  # not modified in place
+
+
+def test_prompt_baseline_subtracts_the_mean_of_the_other_samples_of_each_prompt():
+    scores = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0, 10.0, 10.0, 10.0])
+    out = prompt_baseline(scores, 4)
+    assert torch.allclose(out[:4], torch.tensor([1 - 3.0, 2 - 8 / 3, 3 - 7 / 3, 4 - 2.0]))
+    assert torch.equal(out[4:], torch.zeros(4))  # every sample alike: no signal from that prompt
+    pairs = prompt_baseline(torch.tensor([0.0, 2.0, 5.0, 1.0]), 2)
+    assert torch.equal(pairs, torch.tensor([-2.0, 2.0, 4.0, -4.0]))
+    assert torch.equal(scores[:4], torch.tensor([1.0, 2.0, 3.0, 4.0]))  # not modified in place

@@ -156,3 +156,37 @@ def test_sft_with_own_answers_trains_on_both_and_refuses_a_file_without_answers(
     with pytest.raises(SafetyRLHFError, match="holds no benign answer for split 'train'"):
         sft.main(ScriptArguments(dataset_name="bundled_warmstart"), args, model_args)
     assert not (tmp_path / "sft2").exists()
+
+
+def test_trainable_layers_adapts_the_top_layers_only(tiny_models, tmp_path):
+    """`trainable_layers K`: LoRA modules (and their trained weights) in the top K decoder layers only."""
+    from safetensors.torch import load_file
+
+    from safety_rlhf.sft import SafetySFTConfig
+
+    args = SafetySFTConfig(
+        output_dir=str(tmp_path / "sft"), use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+        gradient_checkpointing=False, max_steps=3, per_device_train_batch_size=8, learning_rate=5e-3,
+        max_length=128, seed=0, trainable_layers=1,
+    )  # fmt: skip
+    model_args = ModelConfig(
+        model_name_or_path=str(tiny_models["policy"]), dtype="float32", use_peft=True, lora_r=4,
+        lora_target_modules="all-linear",
+    )  # fmt: skip
+    sft.main(ScriptArguments(dataset_name="bundled_warmstart", max_samples=16), args, model_args)
+    n_layers = AutoModelForCausalLM.from_pretrained(tiny_models["policy"]).config.num_hidden_layers
+    weights = load_file(tmp_path / "sft" / "adapter_model.safetensors")
+    layers = {int(name.split(".layers.")[1].split(".")[0]) for name in weights}
+    assert layers == {n_layers - 1}
+    assert any("mlp" in name for name in weights) and any("self_attn" in name for name in weights)  # all-linear
+    assert any(torch.count_nonzero(w) and "lora_B" in name for name, w in weights.items())  # trained
+
+
+def test_trainable_layers_below_one_fails_clearly():
+    import pytest
+
+    from safety_rlhf import SafetyRLHFError
+    from safety_rlhf.sft import SafetySFTConfig
+
+    with pytest.raises(SafetyRLHFError, match="trainable_layers=0 must be at least 1"):
+        SafetySFTConfig(output_dir="unused", use_cpu=True, report_to="none", trainable_layers=0)
