@@ -152,7 +152,7 @@ def sft_stage(*args) -> None:
 
 def in_parallel(workers: list[list], logs: list[Path]) -> list[list]:
     """Run each worker's steps (a list of `(fn, args)`) in its own spawned process, the torch threads of this one
-    shared between them: on 2 CPU cores, two 1-thread processes trained PPO 1.45x faster together than one
+    shared between them: on 2 CPU cores, two 1-thread processes trained PPO about 1.3x faster together than one
     2-thread process (docs/EXPERIMENTS.md, 2026-12-06): small models leave threads idle between small ops. Returns
     each worker's [(result, seconds)]; the first failure is raised here."""
     import torch
