@@ -573,8 +573,8 @@ class SafetyPPOConfig(TrainingArguments):
                 "samples_per_prompt",
             ),
             at_least_0=(
-                "missing_eos_penalty", "refusal_reward", "ptx_coef", "kl_coef", "vf_coef", "ent_coef", "lam", "sample_completions",
-                "stop_token_id", "value_learning_rate", "lambda_lr", "lambda_update_delay_steps",
+                "missing_eos_penalty", "refusal_reward", "ptx_coef", "kl_coef", "vf_coef", "ent_coef", "lam",
+                "sample_completions", "stop_token_id", "value_learning_rate", "lambda_lr", "lambda_update_delay_steps",
             ),
             positive=(
                 "temperature", "reward_clip", "cost_clip", "kl_target", "cliprange_value", "lambda_init", "lambda_max",

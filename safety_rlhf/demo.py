@@ -272,8 +272,9 @@ def main(args: DemoArguments) -> dict:
     )
     scorers = [("safety reward model", train_reward, scorer_args("reward.yaml", "reward", own))]
     ppo_recipe = recipes / ALGORITHMS[args.algorithm]
+    ppo_fields = yaml.safe_load(ppo_recipe.read_text(encoding="utf-8"))
     judge = {}
-    if yaml.safe_load(ppo_recipe.read_text(encoding="utf-8")).get("refusal_judge_path"):
+    if ppo_fields.get("refusal_judge_path"):
         scorers.append(("refusal judge", train_reward, scorer_args("judge.yaml", "judge", own)))
         judge = {"refusal_judge_path": out / "judge"}
     stages_together([[warm_start], scorers])
@@ -307,7 +308,7 @@ def main(args: DemoArguments) -> dict:
         lag = {"cost_model_path": out / "cost"}
     steps = {} if args.ppo_max_steps is None else {"max_steps": args.ppo_max_steps}
     # The supervised term's rows are the warm start's: its written conversations and this demo's own answers.
-    ptx = {"ptx_own_answers": own} if own and yaml.safe_load(ppo_recipe.read_text()).get("ptx_own_answers") else {}
+    ptx = {"ptx_own_answers": own} if own and ppo_fields.get("ptx_own_answers") else {}
     stage(
         "PPO-Lagrangian" if args.algorithm == "ppo_lag" else "PPO",
         lambda: ppo.main(

@@ -858,13 +858,10 @@ class SafetyPPOTrainer:
         rows = self.ptx_dataset[self.ptx_rows(step_index)]
         ids = [row[-args.ptx_max_length :] for row in rows["input_ids"]]
         labels = [row[-args.ptx_max_length :] for row in rows["labels"]]
-        width = max(len(row) for row in ids)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in ids], device=acc.device)
+        padded = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")  # left, as `batch`
+        input_ids, attention_mask = padded["input_ids"].to(acc.device), padded["attention_mask"].to(acc.device)
+        width = input_ids.shape[1]
         targets = torch.tensor([[-100] * (width - len(r)) + r for r in labels], device=acc.device)
-        attention_mask = (torch.arange(width, device=acc.device) >= width - torch.tensor(
-            [len(r) for r in ids], device=acc.device
-        ).unsqueeze(1)).long()  # fmt: skip
         position_ids = rollout.position_ids_from(attention_mask)
         labelled = targets != -100
         first = int(labelled.float().argmax(1).min())  # earliest labelled column over the rows
