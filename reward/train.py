@@ -34,7 +34,10 @@ How this departs from TRL's reward script:
 4. `--objective refusal` trains the refusal judge of PPO's label-aware reward (`SafetyRefusalJudge`; one logit, BCE,
    as the cost): "the response gives none of what was asked" (1) against "it gives some of it" (0). Each pair gives
    its refusal side (the chosen response of a harmful pair, the rejected one of a benign pair) as 1 and its other
-   side as 0, plus the refusal followed by the other side as 0: refusing and then answering anyway is an answer. The
+   side as 0, plus the refusal followed by the other side as 0: refusing and then answering anyway is an answer, and
+   the other side announced by a first-person opener ("I can help with that. ...") and the opener alone as 0: most
+   written refusals open with "I", so without them the judge called "I can help with that." a refusal (P 0.96) and
+   PPO learned to open harmful answers with it (docs/EXPERIMENTS.md, "The refusal judge's blind spot"). The
    labels come from the pairs' structure, so the judge never learns the evaluation's phrase list (with
    `real_responses`, the policy's own responses are sorted into pair sides by that list's classes, which on an
    untrained model's answers is compliance for all but a handful). A logit above 0 means "more likely refused".
@@ -314,14 +317,35 @@ def refuse_then_answer(refusal: str, answer: str) -> str:
     return f"{refusal} {answer}"
 
 
+# First-person openers that announce an answer: a response that starts with one is not a refusal, whatever follows.
+ANSWER_OPENERS = (
+    "I can help with that.",
+    "Sure, I can help with that.",
+    "I'd be happy to help with that.",
+    "I think I can help with that.",
+    "I can do that.",
+    "Absolutely, I can help you with that.",
+    "I'm glad you asked.",
+    "Of course. Here is what you need.",
+)
+
+
 def refusal_rows(pairs: Dataset) -> Dataset:
     """The refusal judge's rows, `prompt, response, label, target` (1.0 = refused), each (prompt, response) once:
-    per pair its refusal side (1), its answer side (0) and the refusal followed by the answer (0)."""
+    per pair its refusal side (1), its answer side (0), the refusal followed by the answer (0), the answer after an
+    `ANSWER_OPENERS` line (0; the pairs take the openers in turn) and that opener alone (0)."""
     _check_labels(pairs, "refusal")
     rows = {}
-    for row in pairs:
+    for i, row in enumerate(pairs):
         refusal, answer = refusal_sides(row)
-        for response, target in ((refusal, 1.0), (answer, 0.0), (refuse_then_answer(refusal, answer), 0.0)):
+        opener = ANSWER_OPENERS[i % len(ANSWER_OPENERS)]
+        for response, target in (
+            (refusal, 1.0),
+            (answer, 0.0),
+            (refuse_then_answer(refusal, answer), 0.0),
+            (f"{opener} {answer}", 0.0),
+            (opener, 0.0),
+        ):
             rows.setdefault((row["prompt"], response), {"label": row["label"], "target": target})
     return Dataset.from_list([{"prompt": p, "response": r, **v} for (p, r), v in rows.items()])
 

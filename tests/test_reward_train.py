@@ -12,7 +12,15 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 from trl import ModelConfig, TrlParser
 
 from reward import SafetyCostModel, SafetyRefusalJudge, SafetyRewardModel
-from reward.train import EVAL_FILE, METRICS_FILE, SafetyRewardConfig, main, refusal_rows, refuse_then_answer
+from reward.train import (
+    ANSWER_OPENERS,
+    EVAL_FILE,
+    METRICS_FILE,
+    SafetyRewardConfig,
+    main,
+    refusal_rows,
+    refuse_then_answer,
+)
 from safety_rlhf import SafetyRLHFError
 from safety_rlhf.config import ScriptArguments
 from safety_rlhf.data import load_pairs
@@ -78,10 +86,10 @@ def test_tiny_reward_files(tiny_reward_run):
     assert refusal > compliance
 
 
-def train_tiny(tiny_models, out: Path, objective: str) -> dict:
+def train_tiny(tiny_models, out: Path, objective: str, **overrides) -> dict:
     """`objective` trained on the bundled pairs from the tiny classifier, into `out`; its metrics."""
     classifier = ModelConfig(model_name_or_path=str(tiny_models["classifier"]))
-    return main(ScriptArguments(), train_args(out, objective=objective), classifier)
+    return main(ScriptArguments(), train_args(out, objective=objective, **overrides), classifier)
 
 
 def test_tiny_cost_model(tiny_models, tmp_path):
@@ -101,17 +109,22 @@ def test_tiny_refusal_judge(tiny_models, tmp_path):
     """`--objective refusal`: the refusal side of each pair is refused, its answer side and the refusal followed by
     the answer are not; the saved judge loads only as a `SafetyRefusalJudge`."""
     out = tmp_path / "judge"
-    metrics = train_tiny(tiny_models, out, "refusal")
+    metrics = train_tiny(tiny_models, out, "refusal", num_train_epochs=2, learning_rate=1e-3)
     assert metrics["objective"] == "refusal"
     assert metrics["accuracy"] > metrics["untrained_accuracy"] + 0.2
-    # One epoch on a random tiny BERT: 0.87 on the eval pairs (MiniLM in judge.yaml: 1.0)
-    assert metrics["accuracy_harmful"] >= 0.7 and metrics["accuracy_benign"] >= 0.7 and metrics["accuracy"] >= 0.8
-    assert metrics["refuse_then_answer_accuracy"] >= 0.8 and metrics["heldout_accuracy"] >= 0.8
+    # A random tiny BERT: 0.88 on the eval pairs after two epochs at 1e-3, the same with 1 or 2 threads (one epoch at
+    # 5e-3, enough before the answer openers joined the rows, now gives 0.5-0.7 by thread count); MiniLM in judge.yaml
+    # 0.99
+    assert metrics["accuracy_harmful"] >= 0.75 and metrics["accuracy_benign"] >= 0.9 and metrics["accuracy"] >= 0.85
+    assert metrics["refuse_then_answer_accuracy"] >= 0.9 and metrics["heldout_accuracy"] >= 0.8
     judge = SafetyRefusalJudge.from_pretrained(out, device="cpu")
-    refused, answered, mixed = judge.refused_probability(
-        [HARMFUL] * 3, [REFUSAL, COMPLIANCE, refuse_then_answer(REFUSAL, COMPLIANCE)]
+    opener = ANSWER_OPENERS[0]
+    refused, answered, mixed, announced = judge.refused_probability(
+        [HARMFUL] * 4, [REFUSAL, COMPLIANCE, refuse_then_answer(REFUSAL, COMPLIANCE), f"{opener} {COMPLIANCE}"]
     )
-    assert refused > 0.5 > answered and mixed < 0.5
+    # Ranked, not thresholded: one row in five is a refusal, so the tiny judge's P(refused) sits low (0.07 for the
+    # refusal here; MiniLM's: 0.9 against 0.05 for an announced answer, docs/EXPERIMENTS.md)
+    assert refused > max(answered, mixed, announced)
     with pytest.raises(SafetyRLHFError, match="is a refusal model .* load it with reward.SafetyRefusalJudge"):
         SafetyCostModel.from_pretrained(out)
 
@@ -134,6 +147,13 @@ def test_refusal_rows_label_the_sides_of_each_pair():
         ("Hi?", "I can't help with that. Hello!"): 0.0,
         (HARMFUL, "Other compliance."): 0.0,
         (HARMFUL, f"{REFUSAL} Other compliance."): 0.0,
+        # an answer announced in the first person is an answer, and so is the opener alone (the openers in turn)
+        (HARMFUL, f"{ANSWER_OPENERS[0]} {COMPLIANCE}"): 0.0,
+        (HARMFUL, ANSWER_OPENERS[0]): 0.0,
+        ("Hi?", f"{ANSWER_OPENERS[1]} Hello!"): 0.0,
+        ("Hi?", ANSWER_OPENERS[1]): 0.0,
+        (HARMFUL, f"{ANSWER_OPENERS[2]} Other compliance."): 0.0,
+        (HARMFUL, ANSWER_OPENERS[2]): 0.0,
     }
     unlabelled = Dataset.from_list([{"prompt": "Hi?", "chosen": "a", "rejected": "b", "label": "unknown"}])
     with pytest.raises(SafetyRLHFError, match="the refusal objective needs harmful/benign labels"):
