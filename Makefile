@@ -39,8 +39,8 @@ style:
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The whole pipeline on the real chat model SmolLM2-135M-Instruct (imported once into models/): 23 min on 2 cores
-# (AMD EPYC with AVX512-BF16, bf16, 2026-12-06).
+# The whole pipeline on the real chat model SmolLM2-135M-Instruct (imported once into models/): 22 min on 2 cores
+# (AMD EPYC with AVX512-BF16, bf16, 2026-12-07).
 demo:
 	$(BIN)/safety-rlhf demo --model smollm2 --output_dir runs/demo $(ARGS)
 
