@@ -253,7 +253,7 @@ def kl_to_reference(reference, inputs, sequences, step_logits, response_mask) ->
     (both models must share the tokenizer). Returns nats.
 
     One response at a time: its (R, V) terms stay near the cache, where the whole batch's (B, R, V) fp32 tensors
-    (755 MB each for 80 x 48 x 49,152) made this about 10x slower than it is now (2 cores, 2026-12-06).
+    (755 MB each for 80 x 48 x 49,152) made this about 10x slower than it is now (2 cores, 2026-12-07).
     """
     width = len(step_logits)
     mask = torch.cat([inputs["attention_mask"], response_mask.to(inputs["attention_mask"].dtype)], dim=1)
