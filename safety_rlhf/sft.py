@@ -115,13 +115,25 @@ def tokenize_with_own_answers(dataset: Dataset, own: list[dict], tokenizer) -> D
     return Dataset.from_list(rows)
 
 
+def read_own_answers(path: str, split: str, option: str) -> list[dict]:
+    """`own_answer_rows` of the `safety-rlhf sample` file `path` (passed as `option`); a file without one benign
+    answer of `split` is an error, not a silent no-op."""
+    own = own_answer_rows(data.read_responses(path, option), split)
+    if not own:
+        raise SafetyRLHFError(
+            f"{option}={path!r} holds no benign answer for split {split!r}; sample the starting model on that split "
+            f"(`safety-rlhf sample --splits {split}`)"
+        )
+    return own
+
+
 def supervised_rows(dataset_name: str, split: str, tokenizer, own_answers: str | None = None,
                     option: str = "ptx_own_answers") -> Dataset:  # fmt: skip
     """The conversations of `dataset_name` (an `sft` dataset) and, with `own_answers`, the model's own benign answers
     of `split`, tokenized as the warm start learns them (`input_ids`, `labels` with -100 on the prompt): the rows of
     PPO's supervised ptx term."""
     dataset = data.load_sft(dataset_name, split=split)
-    own = own_answer_rows(data.read_responses(own_answers, option), split) if own_answers else []
+    own = read_own_answers(own_answers, split, option) if own_answers else []
     return tokenize_with_own_answers(dataset, own, tokenizer)
 
 
@@ -132,13 +144,7 @@ def load_split(script_args: ScriptArguments, split: str, own_answers: str | None
         **data.source_options(script_args),
     )
     if own_answers:
-        own = own_answer_rows(data.read_responses(own_answers, "own_answers"), split)
-        if not own:
-            raise SafetyRLHFError(
-                f"own_answers={own_answers!r} holds no benign answer for split {split!r}; sample the starting model "
-                f"on that split (`safety-rlhf sample --splits {split}`)"
-            )
-        return tokenize_with_own_answers(dataset, own, tokenizer)
+        return tokenize_with_own_answers(dataset, read_own_answers(own_answers, split, "own_answers"), tokenizer)
     return dataset.map(to_prompt_completion, remove_columns=dataset.column_names)
 
 

@@ -156,6 +156,10 @@ def test_sft_with_own_answers_trains_on_both_and_refuses_a_file_without_answers(
     with pytest.raises(SafetyRLHFError, match="holds no benign answer for split 'train'"):
         sft.main(ScriptArguments(dataset_name="bundled_warmstart"), args, model_args)
     assert not (tmp_path / "sft2").exists()
+    # PPO's ptx rows read own answers through the same check
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["policy"])
+    with pytest.raises(SafetyRLHFError, match="ptx_own_answers='.*' holds no benign answer for split 'train'"):
+        sft.supervised_rows("bundled_warmstart", "train", tokenizer, str(path))
 
 
 def test_trainable_layers_adapts_the_top_layers_only(tiny_models, tmp_path):
