@@ -72,6 +72,7 @@ from safety_rlhf.config import (
     save_config,
 )
 from safety_rlhf.models import check_model_folder, keep_4bit_layers_trainable, weights_kwargs
+from safety_rlhf.precision import note_bf16_request
 from safety_rlhf.precision import resolve as resolve_precision
 
 from .model import SafetyCostModel, SafetyRefusalJudge, SafetyRewardModel, encode
@@ -144,6 +145,7 @@ class SafetyRewardConfig(RewardConfig):
     )
 
     def __post_init__(self):
+        note_bf16_request(self)  # before TRL turns an unset bf16 into True
         check_training_fields(self)
         if self.objective not in OBJECTIVES:
             raise SafetyRLHFError(f"objective={self.objective!r} is unknown; use one of: {', '.join(OBJECTIVES)}")

@@ -24,6 +24,7 @@ from trl import GRPOConfig, get_peft_config
 from . import SafetyRLHFError, data, ppo_core
 from .config import ScriptArguments, check_output_dir, save_config
 from .models import check_fits, load_policy, load_tokenizer, lora_on_top_layers
+from .precision import note_bf16_request
 from .precision import resolve as resolve_precision
 
 METRICS_FILE = "metrics.jsonl"
@@ -64,6 +65,7 @@ class SafetyGRPOConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        note_bf16_request(self)  # before TRL turns an unset bf16 into True
         if self.algorithm != "grpo":
             raise SafetyRLHFError(
                 f"algorithm={self.algorithm!r} is run by `safety-rlhf ppo`; the grpo verb runs algorithm 'grpo' only"

@@ -17,9 +17,67 @@ from trl import SFTConfig, SFTTrainer, get_peft_config
 from . import SafetyRLHFError, data
 from .config import ScriptArguments, check_output_dir, check_training_fields, move_previous_checkpoints, save_config
 from .models import check_fits, load_policy, load_tokenizer, lora_on_top_layers, weights_kwargs
+from .precision import note_bf16_request
 from .precision import resolve as resolve_precision
 
 MERGED_DIR = "merged"
+
+
+class SafetySFTTrainer(SFTTrainer):
+    """TRL's `SFTTrainer` whose loss, in a single CPU process, projects only the labelled positions through the LM head.
+
+    TRL 1.16's fused LM head scores only the positions that carry a label on Triton devices (CUDA, XPU); elsewhere it
+    scores every position, prompt and padding included, in fp32 vocabulary tiles. A warm-start row of SmolLM2 is about
+    half prompt, and its 49,152-word head in fp32 tiles took about 40% of a step on our 2-core CPUs
+    (docs/EXPERIMENTS.md, 2026-12-07). Here the backbone runs as usual, the labelled positions' hidden states go
+    through the head in one matmul (bf16 under bf16 autocast: one rounding of the logits, not one per tile), and the
+    log-softmax runs in fp32: the same loss, `entropy` and `mean_token_accuracy` as TRL's, at a fraction of the cost.
+    Everywhere else (GPUs, several processes, DFT, label smoothing, a custom `compute_loss_func`, MoE auxiliary
+    losses, pre-shifted labels) TRL's own loss runs.
+    """
+
+    def _labelled_head_applies(self, inputs: dict) -> bool:
+        return (
+            self.accelerator.device.type == "cpu"
+            and self.accelerator.num_processes == 1
+            and self.args.loss_type == "nll"
+            and self.compute_loss_func is None
+            and self.label_smoother is None
+            and not self.aux_loss_enabled
+            and "labels" in inputs
+            and "shift_labels" not in inputs
+        )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or not self._labelled_head_applies(inputs):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        import torch
+        from peft import PeftModel
+
+        mode = "train" if self.model.training else "eval"
+        causal_lm = model.get_base_model() if isinstance(model, PeftModel) else model
+        backbone_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        hidden = causal_lm.base_model(**backbone_inputs, use_cache=False).last_hidden_state[:, :-1]
+        labels = inputs["labels"][:, 1:]
+        mask = labels != -100
+        targets = labels[mask]
+        logits = causal_lm.get_output_embeddings()(hidden[mask]).float()
+        log_probs = torch.log_softmax(logits, dim=-1)
+        chosen = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        count = mask.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = -chosen.sum() / torch.as_tensor(count).clamp(min=1)
+        with torch.no_grad():
+            valid = max(int(mask.sum()), 1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1).sum().item() / valid
+            accuracy = (logits.argmax(-1) == targets).sum().item() / valid
+        # the metrics TRL's own loss logs, under the names its `log` reads
+        self._metrics[mode]["entropy"].append(entropy if mask.any() else 0.0)
+        self._metrics[mode]["mean_token_accuracy"].append(accuracy if mask.any() else 0.0)
+        if mode == "train":
+            seen = inputs["attention_mask"].sum() if "attention_mask" in inputs else inputs["input_ids"].numel()
+            self._total_train_tokens += int(seen)
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return loss
 
 
 @dataclass
@@ -55,6 +113,7 @@ class SafetySFTConfig(SFTConfig):
     )
 
     def __post_init__(self):
+        note_bf16_request(self)  # before TRL turns an unset bf16 into True
         check_training_fields(self)  # before TrainingArguments' own checks, which would fail later or not at all
         if self.trainable_layers is not None and self.trainable_layers < 1:
             raise SafetyRLHFError(
@@ -253,7 +312,7 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args) -> 
     peft_config = get_peft_config(model_args)
     if getattr(training_args, "trainable_layers", None) is not None:
         peft_config = lora_on_top_layers(peft_config, model, training_args.trainable_layers)
-    trainer = SFTTrainer(
+    trainer = SafetySFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,

@@ -22,20 +22,31 @@ from tests.helpers import HERE, needs_smollm2
 ROOT = HERE.parent
 
 
+def cpu_without_cuda(monkeypatch, avx512_bf16: bool, rates: tuple[float, float] | None = None) -> None:
+    """No CUDA; a CPU with or without AVX512-BF16 (never AMX), whose matmuls run at `rates` (bf16, fp32) GFLOP/s."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    if rates is not None:
+        monkeypatch.setattr(precision, "cpu_bf16_rates", lambda: rates)
+
+
 @pytest.fixture
 def native_cpu(monkeypatch):
-    """A CPU with AVX512-BF16 (and no CUDA)."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    """A CPU with AVX512-BF16 that multiplies bf16 at 2.5x its fp32 rate."""
+    cpu_without_cuda(monkeypatch, True, (400.0, 160.0))
+
+
+@pytest.fixture
+def slow_bf16_cpu(monkeypatch):
+    """A CPU with AVX512-BF16 whose bf16 matmuls run slower than its fp32 ones."""
+    cpu_without_cuda(monkeypatch, True, (101.0, 169.0))
 
 
 @pytest.fixture
 def old_cpu(monkeypatch):
-    """A CPU with neither AVX512-BF16 nor AMX (and no CUDA)."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    """A CPU with neither AVX512-BF16 nor AMX."""
+    cpu_without_cuda(monkeypatch, False)
 
 
 def ppo_config(tmp_path, **kw):
@@ -71,6 +82,49 @@ def test_a_cpu_without_native_bf16_falls_back_to_fp32_with_one_line(old_cpu, tmp
     assert precision.resolve(forced, args) == "bfloat16" and args.bf16
     assert "emulated" in capsys.readouterr().out
     assert EvalArguments(output_dir=str(tmp_path), dtype="native").dtype == "float32"
+
+
+def test_bf16_instructions_that_run_slower_than_fp32_fall_back_to_fp32_naming_both_rates(slow_bf16_cpu, tmp_path,
+                                                                                         capsys):  # fmt: skip
+    model_args = ModelArguments(model_name_or_path="m", dtype="native", use_peft=True)
+    args = ppo_config(tmp_path)
+    assert precision.resolve(model_args, args, what="sft") == "float32" and not args.bf16
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("sft: dtype native -> float32: this CPU has bf16 instructions but multiplied bf16 at 101 ")
+    assert "against 169 in fp32" in line and "1.2x" in line
+    assert EvalArguments(output_dir=str(tmp_path), dtype="native").dtype == "float32"
+    assert precision.describe(cpu=True).endswith("(matmul bf16 101 / fp32 169 GFLOP/s) (bf16 not chosen)")
+
+
+def test_trls_default_bf16_is_not_a_request(old_cpu, tmp_path, capsys):
+    """TRL's configs (SFT, reward, GRPO) turn an unset `bf16` into True; `resolve` still falls back to fp32 where bf16
+    is not chosen, and an explicit `dtype: float32` trains in fp32, not under bf16 autocast."""
+    from reward.train import SafetyRewardConfig
+    from safety_rlhf.grpo import SafetyGRPOConfig
+    from safety_rlhf.sft import SafetySFTConfig
+
+    for config in (SafetySFTConfig, SafetyRewardConfig, SafetyGRPOConfig):
+        unset = config(output_dir=str(tmp_path / "a"), use_cpu=True)
+        assert unset.bf16 and unset.bf16_requested is None  # TRL's default
+        margs = ModelArguments(model_name_or_path="m", dtype="native", use_peft=True)
+        assert precision.resolve(margs, unset) == "float32" and not unset.bf16 and unset.mixed_precision == "no"
+        fp32 = config(output_dir=str(tmp_path / "b"), use_cpu=True)
+        assert precision.resolve(ModelArguments(model_name_or_path="m", dtype="float32"), fp32) == "float32"
+        assert not fp32.bf16
+        asked = config(output_dir=str(tmp_path / "c"), use_cpu=True, bf16=True)
+        margs = ModelArguments(model_name_or_path="m", dtype="native", use_peft=True)
+        assert precision.resolve(margs, asked) == "bfloat16" and asked.bf16 and "emulated" in capsys.readouterr().out
+        kept = config(output_dir=str(tmp_path / "d"), use_cpu=True, bf16=True)
+        assert precision.resolve(ModelArguments(model_name_or_path="m", dtype="float32"), kept) == "float32"
+        assert kept.bf16  # asked for: fp32 weights under bf16 autocast
+
+
+def test_the_bf16_and_fp32_rates_are_measured_once_per_thread_count(monkeypatch):
+    monkeypatch.setattr(precision, "_MEASURED", {})
+    bf16, fp32 = precision.cpu_bf16_rates()
+    assert bf16 > 0 and fp32 > 0
+    assert precision.cpu_bf16_rates() == (bf16, fp32)  # the same numbers: measured once
+    assert list(precision._MEASURED) == [torch.get_num_threads()]
 
 
 def test_explicit_dtypes_are_left_alone_and_fp16_conflicts(native_cpu, tmp_path):

@@ -1,5 +1,6 @@
 """SFT warm start on the bundled conversations: the loss falls and the policy learns to answer and stop."""
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, SFTConfig
@@ -194,3 +195,39 @@ def test_trainable_layers_below_one_fails_clearly():
 
     with pytest.raises(SafetyRLHFError, match="trainable_layers=0 must be at least 1"):
         SafetySFTConfig(output_dir="unused", use_cpu=True, report_to="none", trainable_layers=0)
+
+
+def test_the_cpu_loss_scores_only_labelled_positions_and_equals_trls(tiny_models, tmp_path):
+    """`SafetySFTTrainer` on the CPU: the loss, its gradients and the logged entropy / token accuracy equal TRL 1.16's
+    fused LM head's (which scores every position there) on the same batch, with and without LoRA."""
+    from peft import LoraConfig
+    from trl import SFTTrainer
+
+    from safety_rlhf.sft import SafetySFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["policy"])
+    pairs = data.load_sft("bundled_warmstart", "train").select(range(8)).map(sft.to_prompt_completion)
+    for peft_config in (None, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")):
+        args = SFTConfig(output_dir=str(tmp_path / "t"), use_cpu=True, bf16=False, report_to="none",
+                         per_device_train_batch_size=8, max_length=None)  # fmt: skip
+        trainer = SafetySFTTrainer(model=str(tiny_models["policy"]), args=args, train_dataset=pairs,
+                                   processing_class=tok, peft_config=peft_config)  # fmt: skip
+        trainer.model.train()
+        batch = next(iter(trainer.get_train_dataloader()))
+        labels = batch["labels"][:, 1:]
+        assert 0 < (labels != -100).sum() < (batch["attention_mask"][:, 1:] == 1).sum()  # prompts are not labelled
+        assert trainer._labelled_head_applies(batch)
+        results = []
+        for compute in (SafetySFTTrainer.compute_loss, SFTTrainer.compute_loss):
+            trainer.model.zero_grad()
+            loss = compute(trainer, trainer.model, dict(batch), num_items_in_batch=(labels != -100).sum())
+            loss.backward()
+            grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+            metrics = {k: trainer._metrics["train"][k][-1] for k in ("entropy", "mean_token_accuracy")}
+            results.append((loss.item(), grads, metrics))
+        (ours, our_grads, our_metrics), (trls, trl_grads, trl_metrics) = results
+        assert abs(ours - trls) < 1e-5 * abs(trls)
+        assert our_grads.keys() == trl_grads.keys() and len(our_grads) > 0
+        for name, grad in our_grads.items():
+            torch.testing.assert_close(grad, trl_grads[name], rtol=1e-4, atol=1e-6)
+        assert our_metrics == pytest.approx(trl_metrics, rel=1e-5)
