@@ -128,9 +128,9 @@ def resolve(model_args, training_args, what: str = "this run") -> str:
         model_args: a `ModelConfig` (or anything with `dtype`, `use_peft`); changed in place.
         training_args: the stage's `TrainingArguments`; its `bf16` is set where the device computes bf16 fast or where
             it was asked for (`bf16: true`; then bf16 even if slower), and cleared elsewhere, as with an explicit
-            `dtype: float32` when `bf16` was left unset (TRL's default would otherwise autocast fp32 weights to bf16). The run uses the CPU where `use_cpu` is set or
-            CUDA is unavailable. Without LoRA (`use_peft`) the loaded weights are themselves trained, so they stay
-            fp32 under bf16 autocast.
+            `dtype: float32` when `bf16` was left unset (TRL's default would otherwise autocast fp32 weights to
+            bf16). The run uses the CPU where `use_cpu` is set or CUDA is unavailable. Without LoRA (`use_peft`) the
+            loaded weights are themselves trained, so they stay fp32 under bf16 autocast.
         what: the stage's name in the printed line.
 
     Returns the dtype loaded: `"bfloat16"` or `"float32"` (or `model_args.dtype` untouched when it is not native).
@@ -152,7 +152,7 @@ def resolve(model_args, training_args, what: str = "this run") -> str:
     trained_weights = not getattr(model_args, "use_peft", False)
     model_args.dtype = "float32" if trained_weights else "bfloat16"
     _set_bf16(training_args, True)
-    where = "asked for with bf16: true, emulated: " + missing if missing else "native on " + describe(cpu)
+    where = "asked for with bf16: true, though " + missing if missing else "native on " + describe(cpu)
     weights = "fp32 weights" if trained_weights else "bf16 frozen weights, fp32 trained ones"
     print(f"{what}: dtype native -> bf16 ({where}): {weights}, under bf16 autocast")
     return model_args.dtype

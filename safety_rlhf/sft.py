@@ -28,8 +28,8 @@ class SafetySFTTrainer(SFTTrainer):
 
     TRL 1.16's fused LM head scores only the positions that carry a label on Triton devices (CUDA, XPU); elsewhere it
     scores every position, prompt and padding included, in fp32 vocabulary tiles. A warm-start row of SmolLM2 is about
-    half prompt, and its 49,152-word head in fp32 tiles took about 40% of a step on our 2-core CPUs
-    (docs/EXPERIMENTS.md, 2026-12-07). Here the backbone runs as usual, the labelled positions' hidden states go
+    half prompt, and its 49,152-word head in fp32 tiles took about 40% of a profiled step on a 2-core Intel Xeon of
+    ours (docs/EXPERIMENTS.md, 2026-12-07). Here the backbone runs as usual, the labelled positions' hidden states go
     through the head in one matmul (bf16 under bf16 autocast: one rounding of the logits, not one per tile), and the
     log-softmax runs in fp32: the same loss, `entropy` and `mean_token_accuracy` as TRL's, at a fraction of the cost.
     Everywhere else (GPUs, several processes, DFT, label smoothing, a custom `compute_loss_func`, MoE auxiliary
