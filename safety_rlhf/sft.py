@@ -64,15 +64,16 @@ class SafetySFTTrainer(SFTTrainer):
         logits = causal_lm.get_output_embeddings()(hidden[mask]).float()
         log_probs = torch.log_softmax(logits, dim=-1)
         chosen = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        count = mask.sum() if num_items_in_batch is None else num_items_in_batch
+        labelled = mask.sum()
+        count = labelled if num_items_in_batch is None else num_items_in_batch
         loss = -chosen.sum() / torch.as_tensor(count).clamp(min=1)
         with torch.no_grad():
-            valid = max(int(mask.sum()), 1)
-            entropy = -(log_probs.exp() * log_probs).sum(-1).sum().item() / valid
+            valid = max(int(labelled), 1)  # a batch without labels logs 0 for both, as TRL's loss does
+            entropy = -(log_probs.exp() * log_probs).sum().item() / valid
             accuracy = (logits.argmax(-1) == targets).sum().item() / valid
         # the metrics TRL's own loss logs, under the names its `log` reads
-        self._metrics[mode]["entropy"].append(entropy if mask.any() else 0.0)
-        self._metrics[mode]["mean_token_accuracy"].append(accuracy if mask.any() else 0.0)
+        self._metrics[mode]["entropy"].append(entropy)
+        self._metrics[mode]["mean_token_accuracy"].append(accuracy)
         if mode == "train":
             seen = inputs["attention_mask"].sum() if "attention_mask" in inputs else inputs["input_ids"].numel()
             self._total_train_tokens += int(seen)
