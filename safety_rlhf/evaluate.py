@@ -200,10 +200,12 @@ def generation_config(args: EvalArguments, tokenizer, stop_ids: list[int], model
 def _generate(model, tokenizer, prompts: list[str], args: EvalArguments, reference=None) -> tuple:
     """`generate` plus, per response, its length in tokens (stop token included), whether it stopped, and, with a
     `reference` model (same tokenizer), its KL to the reference (`kl_to_reference`; None per row without one)."""
-    from transformers import set_seed
+    from transformers import LogitsProcessorList, set_seed
 
     stop_ids = _stop_ids(model, tokenizer)
-    config = generation_config(args, tokenizer, stop_ids, model.get_output_embeddings().out_features)
+    config, sampler = rollout.sample_by_inverse_cdf(
+        generation_config(args, tokenizer, stop_ids, model.get_output_embeddings().out_features)
+    )
     set_seed(args.seed)
     texts = [_render(tokenizer, prompt) for prompt in prompts]
     encoded = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
@@ -218,7 +220,8 @@ def _generate(model, tokenizer, prompts: list[str], args: EvalArguments, referen
     for start in range(0, len(order), args.batch_size):
         batch = order[start : start + args.batch_size]
         inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
-        output = model.generate(**inputs, generation_config=config, **extra)
+        processors = LogitsProcessorList(sampler)
+        output = model.generate(**inputs, generation_config=config, logits_processor=processors, **extra)
         sequences = output.sequences if extra else output
         new = sequences[:, inputs["input_ids"].shape[1] :]
         # the stop token counts in a response's length; without one, generation ran to max_new_tokens

@@ -5,13 +5,20 @@ every per-token tensor over the response is (B, R) and `mask` is 1 on the respon
 stop token.
 """
 
+import copy
 import inspect
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
 from . import SafetyRLHFError, critics
@@ -81,23 +88,95 @@ class SampledLogprobs(LogitsProcessor):
         return torch.cat(self.logprobs, dim=1)
 
 
+class InverseCDFSampler(LogitsProcessor):
+    """Draws the next token from softmax(scores / T) (within the top-p nucleus) by inverse transform sampling, one
+    uniform per row, a cumulative sum and a binary search, and returns scores where only that token is finite, so
+    that `generate`, run greedy, picks it (`sample_by_inverse_cdf`).
+
+    The distribution is that of `generate`'s own sampling (its temperature and top-p warpers, then `torch.multinomial`),
+    but `torch.multinomial` draws one exponential per vocabulary entry and row on the CPU: 38 ms a step for 32 rows of
+    SmolLM2's 49,152 tokens (2 cores, Intel Xeon, 2026-12-07), 1.2 s of a PPO update's 6 s of generation; this takes
+    0.8 ms. Tokens of probability 0 (suppressed, outside the nucleus) are never drawn.
+    """
+
+    def __init__(self, temperature: float, top_p: float):
+        self.warpers = LogitsProcessorList(
+            [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1.0 else [])
+        )
+
+    def __call__(self, input_ids, scores):
+        cdf = torch.softmax(self.warpers(input_ids, scores.float()), dim=-1).cumsum(dim=-1)
+        u = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+        tokens = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)
+        return torch.full_like(scores, -math.inf).scatter_(1, tokens, 0.0)
+
+
+def sample_by_inverse_cdf(gen_config: GenerationConfig) -> tuple[GenerationConfig, list]:
+    """A sampling config as a greedy config plus the `InverseCDFSampler` to append to the logits processors (after
+    any that read the raw scores); a greedy or beam config comes back as is, with no processor."""
+    if not gen_config.do_sample or gen_config.num_beams != 1:
+        return gen_config, []
+    sampler = InverseCDFSampler(gen_config.temperature, gen_config.top_p if gen_config.top_p is not None else 1.0)
+    greedy = copy.deepcopy(gen_config)
+    greedy.do_sample, greedy.temperature, greedy.top_p, greedy.top_k = False, 1.0, 1.0, 50  # the defaults, unused
+    return greedy, [sampler]
+
+
+def shared_prompt_cache(policy, queries, query_mask, copies: int):
+    """The KV cache of every prompt token but the last, computed once for each group of `copies` identical rows of
+    `queries` (consecutive) and repeated for its rows; None where the rows do not come in such groups.
+
+    `generate` given this cache runs only the last prompt token and the response: with 4 samples per prompt, a
+    quarter of the prompt tokens go through the model (the prompt pass was about 2 s of a SmolLM2 PPO update's 5).
+    """
+    rows, width = queries.shape
+    if copies < 2 or rows % copies or width < 2:
+        return None
+    grouped = queries.view(rows // copies, copies, width)
+    if not (grouped == grouped[:, :1]).all() or not (query_mask.view_as(grouped) == query_mask[::copies, None]).all():
+        return None
+    from transformers import DynamicCache
+
+    ids, mask = queries[::copies, :-1], query_mask[::copies, :-1]
+    cache = DynamicCache(config=policy.config)
+    extra = {"logits_to_keep": 1} if accepts_logits_to_keep(policy) else {}
+    policy(input_ids=ids, attention_mask=mask, position_ids=position_ids_from(mask), use_cache=True,
+           **{cache_argument(policy): cache}, **extra)  # fmt: skip
+    cache.batch_repeat_interleave(copies)
+    return cache
+
+
+def cache_argument(model) -> str:
+    """The name under which `forward` and `generate` take a KV cache: `cache` where `forward` has it (transformers
+    5.25 deprecates `past_key_values`), else `past_key_values`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
-def generate(policy, queries, query_mask, gen_config, pad_token_id: int, chunk_size: int, with_logprobs=False):
-    """Sample responses with the real `generate` (KV cache on); returns (B, R) padded with `pad_token_id`.
+def generate(policy, queries, query_mask, gen_config, pad_token_id: int, chunk_size: int, with_logprobs=False,
+             copies: int = 1):  # fmt: skip
+    """Sample responses with the real `generate` (KV cache on; `sample_by_inverse_cdf` draws the tokens); returns
+    (B, R) padded with `pad_token_id`.
 
     With `with_logprobs`, also the (B, R) log-probs of the sampled tokens at temperature T (0 beyond each
-    response's end), read during generation by `SampledLogprobs`.
+    response's end), read during generation by `SampledLogprobs`. With `copies` > 1, rows come in groups of `copies`
+    identical prompts (`samples_per_prompt`) whose prompt pass is shared (`shared_prompt_cache`) where the chunks
+    hold whole groups.
     """
     width = gen_config.max_new_tokens
+    config, sampler = sample_by_inverse_cdf(gen_config)
     responses, logprobs = [], []
     for start in range(0, queries.shape[0], chunk_size):
-        q = queries[start : start + chunk_size]
+        q, m = queries[start : start + chunk_size], query_mask[start : start + chunk_size]
         recorder = SampledLogprobs(gen_config.temperature) if with_logprobs else None
+        cache = shared_prompt_cache(policy, q, m, copies) if chunk_size % copies == 0 else None
         out = policy.generate(
             input_ids=q,
-            attention_mask=query_mask[start : start + chunk_size],
-            generation_config=gen_config,
-            logits_processor=LogitsProcessorList([recorder] if recorder else []),
+            attention_mask=m,
+            generation_config=config,
+            logits_processor=LogitsProcessorList(([recorder] if recorder else []) + sampler),
+            **({cache_argument(policy): cache} if cache is not None else {}),
         )
         response = out[:, q.shape[1] :]
         responses.append(torch.nn.functional.pad(response, (0, width - response.shape[1]), value=pad_token_id))

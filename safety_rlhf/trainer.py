@@ -579,8 +579,9 @@ class SafetyPPOTrainer:
         with timer("generation"), unwrap_model_for_generation(self.model, acc, gather_deepspeed3_params=True) as gm:
             from_generation = args.logprobs_from_generation
             generated = rollout.generate(
-                gm.policy, queries, query_mask, self.gen_config, tok.pad_token_id, chunk, with_logprobs=from_generation
-            )
+                gm.policy, queries, query_mask, self.gen_config, tok.pad_token_id, chunk, with_logprobs=from_generation,
+                copies=args.samples_per_prompt,
+            )  # fmt: skip
             responses, generated_logprobs = generated if from_generation else (generated, None)
         responses, mask, lengths, has_stop = rollout.truncate_at_stop(responses, self.stop_token_ids, tok.pad_token_id)
         # Columns after the longest response are padding in every row: no pass below computes them.

@@ -305,10 +305,10 @@ def test_kl_to_reference_matches_a_direct_computation(tiny_models, tmp_path, tem
     equals two full forward passes on each prompt + response alone, summed over the response positions (stop token
     included); 0 against the policy itself; `_generate` returns it per prompt, in the prompts' order."""
     import torch
-    from transformers import set_seed
+    from transformers import LogitsProcessorList, set_seed
 
     from safety_rlhf.evaluate import _generate, _render, _stop_ids, generation_config, kl_to_reference
-    from safety_rlhf.rollout import truncate_at_stop
+    from safety_rlhf.rollout import sample_by_inverse_cdf, truncate_at_stop
 
     model, tokenizer = load_model(str(tiny_models["policy"]))
     other, _ = load_model(str(_adapter(tiny_models["policy"], tmp_path / "adapter")))
@@ -318,9 +318,14 @@ def test_kl_to_reference_matches_a_direct_computation(tiny_models, tmp_path, tem
     encoded = [tokenizer(_render(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
     inputs = tokenizer.pad({"input_ids": encoded}, return_tensors="pt")
     stop_ids = _stop_ids(other, tokenizer)
-    config = generation_config(args, tokenizer, stop_ids, other.get_output_embeddings().out_features)
+    config, sampler = sample_by_inverse_cdf(
+        generation_config(args, tokenizer, stop_ids, other.get_output_embeddings().out_features)
+    )
     set_seed(3)
-    out = other.generate(**inputs, generation_config=config, output_logits=True, return_dict_in_generate=True)
+    out = other.generate(
+        **inputs, generation_config=config, logits_processor=LogitsProcessorList(sampler), output_logits=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
     new = out.sequences[:, inputs["input_ids"].shape[1] :]
     _, mask, lengths, _ = truncate_at_stop(new, stop_ids, tokenizer.pad_token_id)
     kls = kl_to_reference(model, inputs, out.sequences, out.logits, mask)

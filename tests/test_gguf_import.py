@@ -169,9 +169,15 @@ def test_qlora_recipe_runs_a_ppo_update_on_the_real_model(smollm2, tiny_models, 
     from safety_rlhf.demo import RECIPES_ROOT, parse
 
     out = tmp_path / "ppo"
+    own = tmp_path / "own_responses.jsonl"  # the recipe's ptx rows read the model's own benign answers
+    row = {"prompt": "How do I kill a Python process that hangs?", "label": "benign", "category": "benign",
+           "split": "train", "decoding": "greedy", "response": "Use kill -9 with its PID.", "stopped": True,
+           "refusal": "compliance"}  # fmt: skip
+    own.write_text(json.dumps(row) + "\n")
     args = parse(
         [ScriptArguments, SafetyPPOConfig, ModelArguments], RECIPES_ROOT / "smollm2-135m-instruct" / "ppo.yaml",
         model_name_or_path=smollm2["path"], reward_model_path=tiny_models["classifier"], load_in_4bit="true",
+        refusal_judge_path=tiny_models["classifier"], ptx_own_answers=own,
         max_steps=1, per_device_train_batch_size=4, gradient_accumulation_steps=2, output_dir=out,
     )  # fmt: skip
     assert args[2].load_in_4bit and args[1].trainable_layers == 4

@@ -1,6 +1,7 @@
 """The PPO trainer on tiny models: it learns, its knobs act as documented, and its bookkeeping is exact."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -275,6 +276,61 @@ def test_sampled_logprobs_match_a_full_forward(tiny_models):
         expected = rollout.response_logprobs(logits, responses, 0.7)
     assert logprobs.shape == expected.shape == (5, 12)
     torch.testing.assert_close(logprobs[mask], expected[mask], rtol=0, atol=1e-5)
+
+
+def test_the_inverse_cdf_sampler_draws_softmax_over_temperature_within_top_p():
+    """200,000 draws from one row: each token's frequency within 0.005 of softmax(scores / T) (the largest standard
+    error is 0.0011), renormalised over the top-p nucleus with top_p; a suppressed token (-inf) is never drawn."""
+    torch.manual_seed(0)
+    scores = torch.randn(1, 50) * 2
+    scores[0, 3] = -math.inf
+    rows = scores.expand(200_000, 50)
+    out = rollout.InverseCDFSampler(0.7, 1.0)(None, rows)
+    assert (torch.isfinite(out).sum(dim=1) == 1).all()  # `generate`, run greedy, picks the drawn token
+    frequencies = torch.bincount(out.argmax(dim=1), minlength=50) / rows.shape[0]
+    p = torch.softmax(scores[0] / 0.7, dim=-1)
+    assert frequencies[3] == 0 and (frequencies - p).abs().max() < 0.005
+    p_sorted, order = p.sort(descending=True)
+    nucleus = order[: int((p_sorted.cumsum(0) < 0.99).sum()) + 1]  # HF's top-p: the smallest set reaching 0.99
+    assert 3 < len(nucleus) < 49
+    frequencies = torch.bincount(rollout.InverseCDFSampler(0.7, 0.99)(None, rows).argmax(dim=1), minlength=50)
+    frequencies = frequencies / rows.shape[0]
+    assert set(frequencies.nonzero().flatten().tolist()) <= set(nucleus.tolist())
+    assert (frequencies[nucleus] - p[nucleus] / p[nucleus].sum()).abs().max() < 0.005
+
+
+def test_generation_samples_without_multinomial_and_shares_each_prompts_pass(tiny_models, monkeypatch):
+    """4 samples of 3 prompts: the prompt pass shared by each prompt's 4 rows gives the same tokens and log-probs as
+    12 separate prompt passes (same seed); `torch.multinomial` (38 ms a step on SmolLM2's
+    vocabulary, 2 CPU cores) is never called."""
+    margs = model_args(tiny_models["policy"])
+    tokenizer = load_tokenizer(margs)
+    policy = load_policy(margs, tokenizer).eval()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.multinomial called")
+
+    monkeypatch.setattr(torch, "multinomial", refuse)
+    ids = [tokenizer(p)["input_ids"] for p in PROMPTS[:3] for _ in range(4)]
+    batch = tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+    calls = []
+    policy.register_forward_pre_hook(lambda module, a, k: calls.append(tuple(k["input_ids"].shape)), with_kwargs=True)
+    args = config(tiny_models["policy"].parent, response_length=10, temperature=0.7)
+    gen_config = rollout.generation_config(args, tokenizer, [tokenizer.eos_token_id])
+    out = {}
+    for copies in (1, 4):
+        calls.clear()
+        torch.manual_seed(0)
+        out[copies] = rollout.generate(
+            policy, batch["input_ids"], batch["attention_mask"], gen_config, tokenizer.pad_token_id, 12,
+            with_logprobs=True, copies=copies,
+        )  # fmt: skip
+        assert calls[0] == (12 if copies == 1 else 3, batch["input_ids"].shape[1] - (copies > 1))  # the prompt pass
+    assert torch.equal(out[1][0], out[4][0])
+    torch.testing.assert_close(out[1][1], out[4][1], rtol=0, atol=1e-5)
+    assert len({tuple(row) for row in out[1][0][::4].tolist()}) == 3  # not one sequence everywhere
+    # rows that are not groups of identical prompts (or chunks that split a group) take the plain path
+    assert rollout.shared_prompt_cache(policy, batch["input_ids"].flip(0)[:6], batch["attention_mask"][:6], 4) is None
 
 
 def test_padded_vocabulary_rows_are_never_sampled_and_never_counted(tiny_models, tmp_path):
