@@ -299,10 +299,11 @@ def test_the_inverse_cdf_sampler_draws_softmax_over_temperature_within_top_p():
     assert (frequencies[nucleus] - p[nucleus] / p[nucleus].sum()).abs().max() < 0.005
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # the cache goes under the name this transformers expects
 def test_generation_samples_without_multinomial_and_shares_each_prompts_pass(tiny_models, monkeypatch):
     """4 samples of 3 prompts: the prompt pass shared by each prompt's 4 rows gives the same tokens and log-probs as
-    12 separate prompt passes (same seed); `torch.multinomial` (38 ms a step on SmolLM2's
-    vocabulary, 2 CPU cores) is never called."""
+    12 separate prompt passes (same seed); `torch.multinomial` (38 ms a step on SmolLM2's vocabulary, 2 CPU cores) is
+    never called."""
     margs = model_args(tiny_models["policy"])
     tokenizer = load_tokenizer(margs)
     policy = load_policy(margs, tokenizer).eval()
