@@ -192,7 +192,7 @@ def generation_config(args: EvalArguments, tokenizer, stop_ids: list[int], model
     )
     config = rollout.generation_config(sampling, tokenizer, stop_ids, model_vocab)  # tokenizer ids only, as in PPO
     if greedy:
-        config.do_sample, config.top_k = False, 50  # 50: the default, unused when greedy
+        rollout.make_greedy(config)
     return config
 
 
@@ -217,10 +217,10 @@ def _generate(model, tokenizer, prompts: list[str], args: EvalArguments, referen
     # With a reference, `generate` also returns the policy's raw logits at each step: its side of the KL, without a
     # second forward pass over prompt and response.
     extra = {"output_logits": True, "return_dict_in_generate": True} if reference is not None else {}
+    processors = LogitsProcessorList(sampler)
     for start in range(0, len(order), args.batch_size):
         batch = order[start : start + args.batch_size]
         inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
-        processors = LogitsProcessorList(sampler)
         output = model.generate(**inputs, generation_config=config, logits_processor=processors, **extra)
         sequences = output.sequences if extra else output
         new = sequences[:, inputs["input_ids"].shape[1] :]

@@ -118,8 +118,13 @@ def sample_by_inverse_cdf(gen_config: GenerationConfig) -> tuple[GenerationConfi
         return gen_config, []
     sampler = InverseCDFSampler(gen_config.temperature, gen_config.top_p if gen_config.top_p is not None else 1.0)
     greedy = copy.deepcopy(gen_config)
-    greedy.do_sample, greedy.temperature, greedy.top_p, greedy.top_k = False, 1.0, 1.0, 50  # the defaults, unused
+    make_greedy(greedy)
     return greedy, [sampler]
+
+
+def make_greedy(gen_config: GenerationConfig) -> None:
+    """Greedy decoding, the sampling knobs back at their defaults (`generate` warns about ones set but unused)."""
+    gen_config.do_sample, gen_config.temperature, gen_config.top_p, gen_config.top_k = False, 1.0, 1.0, 50
 
 
 def shared_prompt_cache(policy, queries, query_mask, copies: int):
@@ -162,8 +167,8 @@ def generate(policy, queries, query_mask, gen_config, pad_token_id: int, chunk_s
 
     With `with_logprobs`, also the (B, R) log-probs of the sampled tokens at temperature T (0 beyond each
     response's end), read during generation by `SampledLogprobs`. With `copies` > 1, rows come in groups of `copies`
-    identical prompts (`samples_per_prompt`) whose prompt pass is shared (`shared_prompt_cache`) where the chunks
-    hold whole groups.
+    identical prompts (`samples_per_prompt`) whose prompt pass is shared (`shared_prompt_cache`) in every chunk made
+    of such groups.
     """
     width = gen_config.max_new_tokens
     config, sampler = sample_by_inverse_cdf(gen_config)
@@ -171,7 +176,7 @@ def generate(policy, queries, query_mask, gen_config, pad_token_id: int, chunk_s
     for start in range(0, queries.shape[0], chunk_size):
         q, m = queries[start : start + chunk_size], query_mask[start : start + chunk_size]
         recorder = SampledLogprobs(gen_config.temperature) if with_logprobs else None
-        cache = shared_prompt_cache(policy, q, m, copies) if chunk_size % copies == 0 else None
+        cache = shared_prompt_cache(policy, q, m, copies)
         out = policy.generate(
             input_ids=q,
             attention_mask=m,
