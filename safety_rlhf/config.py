@@ -386,6 +386,9 @@ class SafetyPPOConfig(TrainingArguments):
         ptx_own_answers (`str` or `None`, *optional*, defaults to `None`): a `safety-rlhf sample` file whose benign
             answers join the ptx rows, as `sft --own_answers` does for the warm start.
         ptx_max_length (`int`, *optional*, defaults to `256`): ptx rows keep their last `ptx_max_length` tokens.
+        ptx_cache_mb (`int`, *optional*, defaults to `1024`): with `trainable_layers`, the frozen bottom layers'
+            output on each ptx row is kept (on the training device) after its first use, up to this many MiB, and
+            the row's later draws run the top layers only; 0 keeps none.
         kl_coef (`float`, *optional*, defaults to `0.05`): = beta, weight of the per-token KL penalty in the reward.
         kl_estimator (`str`, *optional*, defaults to `"k1"`): `"k1"` (log-ratio) or `"k3"` ((r-1) - log r).
         adaptive_kl (`bool`, *optional*, defaults to `False`): adapt `kl_coef` toward `kl_target`
@@ -504,6 +507,9 @@ class SafetyPPOConfig(TrainingArguments):
         default=None, metadata={"help": "`safety-rlhf sample` file whose benign answers join the ptx rows."}
     )
     ptx_max_length: int = field(default=256, metadata={"help": "Tokens kept per ptx row (the last ones)."})
+    ptx_cache_mb: int = field(
+        default=1024, metadata={"help": "MiB of the ptx rows' frozen-layer outputs kept between draws; 0 = none."}
+    )
     kl_coef: float = field(default=0.05, metadata={"help": "= beta, per-token KL penalty weight."})
     kl_estimator: str = field(default="k1", metadata={"help": "`k1` or `k3`."})
     adaptive_kl: bool = field(default=False, metadata={"help": "Adaptive KL controller (Ziegler et al. 2019)."})
@@ -573,7 +579,8 @@ class SafetyPPOConfig(TrainingArguments):
                 "samples_per_prompt",
             ),
             at_least_0=(
-                "missing_eos_penalty", "refusal_reward", "ptx_coef", "kl_coef", "vf_coef", "ent_coef", "lam",
+                "missing_eos_penalty", "refusal_reward", "ptx_coef", "ptx_cache_mb", "kl_coef", "vf_coef", "ent_coef",
+                "lam",
                 "sample_completions", "stop_token_id", "value_learning_rate", "lambda_lr", "lambda_update_delay_steps",
             ),
             positive=(

@@ -245,6 +245,7 @@ class SafetyPPOTrainer:
                 )
             self.micro_per_step += 1  # one supervised micro-batch joins each optimizer step
         self.ptx_dataset = ptx_dataset if args.ptx_coef else None
+        self.ptx_cache, self.ptx_cache_bytes, self.ptx_cache_limit = {}, 0, args.ptx_cache_mb * 2**20
         self.accelerator = Accelerator(
             gradient_accumulation_steps=self.micro_per_step,
             mixed_precision=mixed_precision,
@@ -856,7 +857,8 @@ class SafetyPPOTrainer:
         pass computes logits for those only, and with `trainable_layers` the frozen bottom layers run without grad.
         """
         args, acc = self.args, self.accelerator
-        rows = self.ptx_dataset[self.ptx_rows(step_index)]
+        rows_index = self.ptx_rows(step_index)
+        rows = self.ptx_dataset[rows_index]
         ids = [row[-args.ptx_max_length :] for row in rows["input_ids"]]
         labels = [row[-args.ptx_max_length :] for row in rows["labels"]]
         padded = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")  # left, as `batch`
@@ -870,13 +872,44 @@ class SafetyPPOTrainer:
         unwrapped = acc.unwrap_model(self.model)
         hidden = None
         if unwrapped.split is not None:
-            with torch.no_grad():
-                hidden = unwrapped.split.bottom(input_ids, attention_mask, position_ids)
-        logits, values = self.model(input_ids, attention_mask, position_ids, answer_width, hidden)
+            hidden = self.ptx_bottom(unwrapped.split, rows_index, input_ids, attention_mask, position_ids)
+        if acc.distributed_type == DistributedType.NO:  # the policy alone: no wrapper needs every parameter used
+            if hidden is not None:
+                logits = unwrapped.split.response_logits(hidden, attention_mask, position_ids, answer_width)
+            else:
+                logits = rollout.response_logits(
+                    unwrapped.policy, input_ids, attention_mask, position_ids, answer_width
+                )
+            values = None
+        else:
+            logits, values = self.model(input_ids, attention_mask, position_ids, answer_width, hidden)
         logprobs = rollout.response_logprobs(logits, input_ids[:, -answer_width:], 1.0, vocab_size=self.vocab_size)
         mask = labelled[:, -answer_width:].float()
-        # The critic's output joins with weight 0: every parameter takes part in the backward pass (DDP).
-        return -(logprobs * mask).sum() / mask.sum().clamp(min=1) + 0.0 * values.float().sum()
+        loss = -(logprobs * mask).sum() / mask.sum().clamp(min=1)
+        # Under DDP or DeepSpeed the critic's output joins with weight 0: every parameter takes part in the backward.
+        return loss if values is None else loss + 0.0 * values.float().sum()
+
+    @torch.no_grad()
+    def ptx_bottom(self, split, rows: list[int], input_ids, attention_mask, position_ids) -> torch.Tensor:
+        """The frozen bottom layers' output (B, T, d) on a left-padded ptx micro-batch, each row's computed once per
+        run: the bottom never changes (`prefix_cache.DecoderSplit` checks it), and the rows come back pass after pass
+        (24 updates of the demo draw 768 rows from 357). A row's real positions do not depend on its batch's padding
+        (equal up to float rounding); pad positions hold zeros, which the attention mask hides. Rows stop being kept
+        once the cache holds `ptx_cache_mb`."""
+        states = {k: self.ptx_cache[row] for k, row in enumerate(rows) if row in self.ptx_cache}
+        missing = [k for k in range(len(rows)) if k not in states]
+        if missing:
+            fresh = split.bottom(input_ids[missing], attention_mask[missing], position_ids[missing])
+            for k, state in zip(missing, fresh):
+                states[k] = state[-int(attention_mask[k].sum()) :]
+                if rows[k] not in self.ptx_cache and self.ptx_cache_bytes + states[k].nbytes <= self.ptx_cache_limit:
+                    self.ptx_cache[rows[k]] = states[k].clone()
+                    self.ptx_cache_bytes += states[k].nbytes
+        width, first = input_ids.shape[1], states[0]
+        hidden = first.new_zeros(len(rows), width, first.shape[-1])
+        for k, state in states.items():
+            hidden[k, width - state.shape[0] :] = state
+        return hidden
 
     def mean_over_processes(self, x: torch.Tensor) -> float:
         """The mean of `x` on this process, averaged over the processes (a metric)."""

@@ -159,6 +159,7 @@ def test_demo_on_the_real_model_runs_every_stage_and_leaves_a_policy_that_loads_
     assert sft_config["training_args"]["own_answers"] == str(out / "own_responses.jsonl")
     for side in ("before", "after", "before_heldout", "after_heldout"):
         assert 0 <= summary[side]["harmful_refusal_rate"] <= 1 and summary[side]["kl_to_reference"] is not None
+    assert summary["after_sampled"]["kl_to_reference"] is None  # measured greedy and held out only
     reward = json.loads((out / "reward" / "eval.json").read_text())
     assert reward["real_n_train"] > 300  # pairs from the model's own responses joined the training
     if algorithm == "ppo_lag":

@@ -547,6 +547,46 @@ def test_ptx_rows_cover_every_row_once_per_pass(tiny_models, tmp_path):
     assert trainer.ptx_rows(5) == trainer.ptx_rows(5)  # a function of the step: resuming needs no state
 
 
+def test_ptx_cache_keeps_each_rows_frozen_layers_and_leaves_loss_and_gradients_unchanged(tiny_models, tmp_path):
+    """With `trainable_layers`, each ptx row's bottom-layer output is computed once and reused in later micro-batches
+    (other rows, other padding): the loss and the LoRA gradients equal the whole model's forward pass; the cache stops
+    at its byte limit, and rows past it are computed as before."""
+    tokenizer = load_tokenizer(model_args(tiny_models["policy"]))
+    rows = supervised_rows(tokenizer, n=12)
+    kw = dict(peft=True, critic="prefix", trainable_layers=1, ptx_dataset_name="rows", ptx_dataset=rows)
+    trainer = build(tiny_models, tmp_path, ptx_coef=1.0, **kw)
+    lora = [p for n, p in trainer.model.named_parameters() if p.requires_grad and "lora_" in n]
+    torch.nn.init.normal_(lora[1], std=0.1)  # LoRA B starts at 0: give the adapter an output, so the gradients differ
+
+    def loss_and_grads(step):
+        trainer.model.zero_grad()
+        loss = trainer.ptx_loss(step)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in lora]
+
+    steps = len(rows) // trainer.args.per_device_train_batch_size
+    for step in range(2 * steps):  # the second pass meets every row again, in another micro-batch
+        cached, cached_grads = loss_and_grads(step)
+        split, trainer.model.split = trainer.model.split, None  # the whole model's forward pass, no cache
+        fresh, fresh_grads = loss_and_grads(step)
+        trainer.model.split = split
+        assert torch.allclose(cached, fresh, rtol=1e-5, atol=1e-6), (step, cached, fresh)
+        for a, b in zip(cached_grads, fresh_grads, strict=True):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), step
+    hidden = trainer.model.policy.config.hidden_size
+    lengths = {len(ids) for ids in rows["input_ids"]}
+    assert sorted(trainer.ptx_cache) == list(range(12)) and len(lengths) > 1  # rows of several lengths
+    assert all(state.shape == (len(rows["input_ids"][i]), hidden) for i, state in trainer.ptx_cache.items())
+    assert trainer.ptx_cache_bytes == sum(state.nbytes for state in trainer.ptx_cache.values())
+
+    capped = build(tiny_models, tmp_path / "capped", ptx_coef=1.0, **kw)
+    capped.ptx_cache_limit = 3 * trainer.ptx_cache_bytes // 12
+    for step in range(2 * steps):
+        capped.ptx_loss(step)
+    assert 0 < len(capped.ptx_cache) < 12 and capped.ptx_cache_bytes <= capped.ptx_cache_limit
+    assert build(tiny_models, tmp_path / "off", ptx_coef=1.0, ptx_cache_mb=0, **kw).ptx_cache_limit == 0
+
+
 def test_ptx_coef_without_rows_fails_clearly(tiny_models, tmp_path):
     with pytest.raises(SafetyRLHFError, match="ptx_coef=0.1 needs supervised rows with columns input_ids and labels"):
         build(tiny_models, tmp_path, ptx_coef=0.1, ptx_dataset_name="rows")
