@@ -874,12 +874,13 @@ class SafetyPPOTrainer:
         if unwrapped.split is not None:
             hidden = self.ptx_bottom(unwrapped.split, rows_index, input_ids, attention_mask, position_ids)
         if acc.distributed_type == DistributedType.NO:  # the policy alone: no wrapper needs every parameter used
-            if hidden is not None:
-                logits = unwrapped.split.response_logits(hidden, attention_mask, position_ids, answer_width)
-            else:
-                logits = rollout.response_logits(
-                    unwrapped.policy, input_ids, attention_mask, position_ids, answer_width
-                )
+            with acc.autocast():  # as the prepared model's forward runs under mixed precision
+                if hidden is not None:
+                    logits = unwrapped.split.response_logits(hidden, attention_mask, position_ids, answer_width)
+                else:
+                    logits = rollout.response_logits(
+                        unwrapped.policy, input_ids, attention_mask, position_ids, answer_width
+                    )
             values = None
         else:
             logits, values = self.model(input_ids, attention_mask, position_ids, answer_width, hidden)
