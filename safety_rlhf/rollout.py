@@ -284,12 +284,13 @@ def forward_response(model, queries, responses, query_mask, mask):
 
 
 def logits_and_values(policy, critic, split, input_ids, attention_mask, position_ids, response_length: int,
-                      hidden=None, with_logits: bool = True, keep: bool = True):  # fmt: skip
+                      hidden=None, with_logits: bool = True, keep: bool = True, with_values: bool = True):  # fmt: skip
     """The policy's logits (B, R, V) predicting the last R tokens and the critic's values (B, R) at the same positions.
 
     The policy runs if `with_logits` or if the critic reads its trunk (`critics.SharedValueHead`: one pass gives both);
-    otherwise logits are None. With `hidden`, the cached output of the frozen bottom layers (`split.bottom`), only the
-    top layers run, and `critics.PrefixCritic` reads it too.
+    otherwise logits are None. The critic runs if `with_values`; otherwise values are None. With `hidden`, the cached
+    output of the frozen bottom layers (`split.bottom`), only the top layers run, and `critics.PrefixCritic` reads it
+    too.
     """
     logits, trunk = None, None
     if with_logits or critic.reads_policy:
@@ -299,6 +300,8 @@ def logits_and_values(policy, critic, split, input_ids, attention_mask, position
             else:
                 logits = response_logits(policy, input_ids, attention_mask, position_ids, response_length, keep=keep)
         trunk = seen[-1] if seen else None
+    if not with_values:
+        return logits, None
     values = critic(input_ids, attention_mask, position_ids, response_length, hidden=hidden, trunk=trunk)
     return logits, values
 

@@ -132,14 +132,15 @@ class PolicyAndValue(torch.nn.Module):
         self.split = split
         self.keep_logits = rollout.accepts_logits_to_keep(policy)
 
-    def forward(self, input_ids, attention_mask, position_ids, response_length: int, hidden=None):
-        """Logits (B, R, V) and values (B, R) at the positions that predict the last R tokens.
+    def forward(self, input_ids, attention_mask, position_ids, response_length: int, hidden=None, with_values=True):
+        """Logits (B, R, V) and values (B, R) at the positions that predict the last R tokens (values None without
+        `with_values`).
 
         With `hidden`, the cached output (B, T, d) of the policy's frozen bottom layers, only its top layers run.
         """
         return rollout.logits_and_values(
             self.policy, self.value, self.split, input_ids, attention_mask, position_ids, response_length, hidden,
-            keep=self.keep_logits,
+            keep=self.keep_logits, with_values=with_values,
         )  # fmt: skip
 
     # TRL's `unwrap_model_for_generation` (ZeRO-3 parameter gathering) toggles checkpointing on the model it unwraps.
@@ -873,22 +874,15 @@ class SafetyPPOTrainer:
         hidden = None
         if unwrapped.split is not None:
             hidden = self.ptx_bottom(unwrapped.split, rows_index, input_ids, attention_mask, position_ids)
-        if acc.distributed_type == DistributedType.NO:  # the policy alone: no wrapper needs every parameter used
-            with acc.autocast():  # as the prepared model's forward runs under mixed precision
-                if hidden is not None:
-                    logits = unwrapped.split.response_logits(hidden, attention_mask, position_ids, answer_width)
-                else:
-                    logits = rollout.response_logits(
-                        unwrapped.policy, input_ids, attention_mask, position_ids, answer_width
-                    )
-            values = None
-        else:
-            logits, values = self.model(input_ids, attention_mask, position_ids, answer_width, hidden)
+        # The critic only under DDP or DeepSpeed, where every parameter must take part in the backward pass.
+        alone = acc.distributed_type == DistributedType.NO
+        logits, values = self.model(
+            input_ids, attention_mask, position_ids, answer_width, hidden, with_values=not alone
+        )
         logprobs = rollout.response_logprobs(logits, input_ids[:, -answer_width:], 1.0, vocab_size=self.vocab_size)
         mask = labelled[:, -answer_width:].float()
         loss = -(logprobs * mask).sum() / mask.sum().clamp(min=1)
-        # Under DDP or DeepSpeed the critic's output joins with weight 0: every parameter takes part in the backward.
-        return loss if values is None else loss + 0.0 * values.float().sum()
+        return loss if values is None else loss + 0.0 * values.float().sum()  # the critic joins with weight 0
 
     @torch.no_grad()
     def ptx_bottom(self, split, rows: list[int], input_ids, attention_mask, position_ids) -> torch.Tensor:

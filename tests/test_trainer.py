@@ -588,17 +588,18 @@ def test_ptx_cache_keeps_each_rows_frozen_layers_and_leaves_loss_and_gradients_u
 
 
 def test_ptx_term_runs_under_the_mixed_precision_of_the_ppo_loss(tiny_models, tmp_path):
-    """On one process the ptx term calls the policy directly, not through the prepared model whose forward
-    Accelerate runs under autocast: it takes the autocast itself (bf16 logits under `bf16`, fp32 without)."""
+    """On one process the ptx term runs the policy without the critic, through the prepared model whose forward
+    Accelerate runs under autocast (bf16 logits under `bf16`, fp32 without)."""
     rows = supervised_rows(load_tokenizer(model_args(tiny_models["policy"])))
     for bf16, dtype in ((False, torch.float32), (True, torch.bfloat16)):
         trainer = build(tiny_models, tmp_path / str(bf16), bf16=bf16, ptx_coef=1.0, ptx_dataset_name="rows",
                         ptx_dataset=rows)  # fmt: skip
-        seen = []
+        seen, critic = [], []
         hook = trainer.model.policy.lm_head.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.dtype))
+        critic_hook = trainer.model.value.register_forward_hook(lambda m, i, o, critic=critic: critic.append(1))
         assert torch.isfinite(trainer.ptx_loss(0))
-        hook.remove()
-        assert seen == [dtype]
+        hook.remove(), critic_hook.remove()
+        assert seen == [dtype] and critic == []
 
 
 def test_ptx_coef_without_rows_fails_clearly(tiny_models, tmp_path):
